@@ -1,0 +1,30 @@
+# `make test` and `make demo` work from a clean clone with only Python 3.11+ and make.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint typecheck pytest clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,cli]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway_async tests benchmarks examples
+	$(BIN)/ruff format --check gateway_async tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict gateway_async
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -W error -q
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,108 @@
+"""``Gateway``: the async session manager that owns the connections and the resource namespaces."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+import attrs
+from yarl import URL
+
+from ._config import NOT_GIVEN, Credentials, Limits, NotGiven, Timeouts, parse_base_url
+from ._errors import ConfigurationError
+from ._logging import register_secret, unregister_secret
+from ._retry import RetryPolicy
+from ._transport import Transport
+from .resources import Billing, Marketplace, Runs
+
+__all__ = ["Gateway"]
+
+
+def _timeouts(timeout: float | Timeouts | NotGiven | None) -> Timeouts:
+    if isinstance(timeout, NotGiven):
+        return Timeouts()
+    if isinstance(timeout, Timeouts):
+        return timeout
+    return Timeouts(total=timeout)
+
+
+class Gateway:
+    """An async client of the Gateway API. Use it as ``async with Gateway(...) as gw:``.
+
+    It owns one ``aiohttp.ClientSession`` (created lazily inside the running loop, closed by
+    ``async with`` or ``aclose()``), unless you pass ``session=``, which it then never closes.
+    One instance is safe to share between thousands of tasks of one event loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        access_token: str | None = None,
+        base_url: str | URL | None = None,
+        timeout: float | Timeouts | NotGiven | None = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        retry: RetryPolicy | None = None,
+        limits: Limits | None = None,
+        session: aiohttp.ClientSession | None = None,
+        allow_insecure_http: bool = False,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if env is None else env
+        self._credentials = Credentials.resolve(api_key, access_token, env)
+        self.base_url = parse_base_url(base_url, allow_insecure_http=allow_insecure_http, env=env)
+        policy = retry or RetryPolicy()
+        if not isinstance(max_retries, NotGiven):
+            if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+                raise ConfigurationError("max_retries must be a non-negative integer")
+            policy = attrs.evolve(policy, max_retries=max_retries)
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise ConfigurationError("session must be an aiohttp.ClientSession")
+        self.limits = limits or Limits()
+        self._transport = Transport(
+            base_url=self.base_url,
+            credentials=self._credentials,
+            timeouts=_timeouts(timeout),
+            retry=policy,
+            limits=self.limits,
+            session=session,
+        )
+        register_secret(self._credentials.secret)
+        self._registered = True
+        self.runs = Runs(self._transport)
+        self.marketplace = Marketplace(self._transport)
+        self.billing = Billing(self._transport)
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self._transport.timeouts
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._transport.retry
+
+    def __repr__(self) -> str:
+        return f"Gateway(base_url={str(self.base_url)!r}, auth={self._credentials.kind})"
+
+    __str__ = __repr__
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the sessions this client owns. Safe to call twice."""
+        await self._transport.aclose()
+        if self._registered:
+            self._registered = False
+            unregister_secret(self._credentials.secret)

@@ -1,0 +1,123 @@
+"""The one cattrs converter, configured in one place, and the JSON encoder for request bodies.
+
+cattrs coerces primitives by default (``"false"`` would become ``True``, ``1.9`` would become
+``1``); a Gateway answering with wrong types must instead raise a clear error, so strict
+hooks are registered for every primitive. Money is ``Decimal`` (from strings), times are
+aware ``datetime`` (RFC 3339), and unknown response fields are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+import cattrs
+
+from ._errors import APIResponseValidationError
+from .models import MediaRef
+
+__all__ = ["converter", "dumps", "make_converter", "structure"]
+
+T = TypeVar("T")
+
+
+def _strict(kind: type[Any], name: str) -> Any:
+    def hook(value: Any, _: Any) -> Any:
+        if type(value) is not kind:
+            raise TypeError(f"expected {name}, got {type(value).__name__} {value!r:.40}")
+        return value
+
+    return hook
+
+
+def _structure_float(value: Any, _: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__} {value!r:.40}")
+    return float(value)
+
+
+def _structure_decimal(value: Any, _: Any) -> Decimal:
+    """Money arrives as a decimal string ("12.50"); an int is exact too; a float never is."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise TypeError(f"expected a decimal string, got {type(value).__name__} {value!r:.40}")
+    try:
+        result = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"expected a decimal string, got {value!r:.40}") from None
+    if not result.is_finite():
+        raise ValueError(f"expected a finite decimal, got {value!r:.40}")
+    return result
+
+
+def _structure_datetime(value: Any, _: Any) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an RFC 3339 string, got {type(value).__name__}")
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"expected a time with a UTC offset, got {value!r:.40}")
+    return parsed
+
+
+def _unstructure_datetime(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def make_converter() -> cattrs.Converter:
+    """A converter for the Gateway's JSON: strict primitives, Decimal money, aware times."""
+    conv = cattrs.Converter(forbid_extra_keys=False, detailed_validation=True)
+    conv.register_structure_hook(str, _strict(str, "a string"))
+    conv.register_structure_hook(int, _strict(int, "an integer"))
+    conv.register_structure_hook(bool, _strict(bool, "a boolean"))
+    conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(Decimal, _structure_decimal)
+    conv.register_structure_hook(datetime, _structure_datetime)
+    conv.register_unstructure_hook(Decimal, str)
+    conv.register_unstructure_hook(datetime, _unstructure_datetime)
+    conv.register_unstructure_hook(MediaRef, str)
+    return conv
+
+
+converter = make_converter()
+
+
+def structure(data: Any, cls: type[T], *, request_id: str | None = None) -> T:
+    """Build ``cls`` from decoded JSON, or raise APIResponseValidationError with field paths."""
+    if not isinstance(data, dict):
+        raise APIResponseValidationError(
+            f"expected a JSON object for {cls.__name__}, got {type(data).__name__}",
+            request_id=request_id,
+        )
+    try:
+        return converter.structure(data, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        problems = "; ".join(cattrs.transform_error(exc, path=cls.__name__))
+        raise APIResponseValidationError(
+            f"malformed {cls.__name__} in response: {problems}", request_id=request_id
+        ) from exc
+
+
+def _json_default(value: Any) -> Any:
+    """What ``json`` cannot encode itself: MediaRef as its string, Decimal, datetime, tuples."""
+    if isinstance(value, MediaRef):
+        return value.media_ref
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return _unstructure_datetime(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_encoder = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=False
+)
+
+
+def dumps(body: Any) -> bytes:
+    """Encode a request body: compact UTF-8 JSON, MediaRef anywhere inside sent as its ref."""
+    return _encoder.encode(body).encode()

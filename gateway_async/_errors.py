@@ -1,0 +1,238 @@
+"""The one error hierarchy of gateway_async, and the place where wire errors become it.
+
+    GatewayError
+    ├── InvalidRequestError (also ValueError)   refused by the SDK before any byte is sent
+    ├── ConfigurationError (also ValueError)    the client cannot be built as asked
+    ├── NotAttemptedError                       a batch item skipped because the batch was doomed
+    ├── APIConnectionError                      no usable response: refused, reset, DNS, ...
+    │   └── APITimeoutError (also TimeoutError) an attempt or the whole call ran out of time
+    ├── APIResponseValidationError              a response that does not match the contract
+    └── APIStatusError                          the Gateway answered with a non-2xx status
+        ├── BadRequestError             400
+        ├── AuthenticationError         401
+        ├── InsufficientFundsError      402
+        ├── PermissionDeniedError       403
+        ├── NotFoundError               404
+        ├── ConflictError               409
+        ├── UploadExpiredError          410
+        ├── PayloadTooLargeError        413
+        ├── UnprocessableEntityError    422
+        ├── RateLimitError              429 (carries retry_after)
+        └── ServerError                 5xx
+
+Status errors carry ``status_code``, ``code``, ``message``, ``details`` and ``request_id``
+so that a log line or a support ticket can name the exact request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "GatewayError",
+    "InsufficientFundsError",
+    "InvalidRequestError",
+    "NotAttemptedError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "UnprocessableEntityError",
+    "UploadExpiredError",
+    "error_from_response",
+]
+
+
+class GatewayError(Exception):
+    """Base class of every error this SDK raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequestError(GatewayError, ValueError):
+    """A request the SDK refuses before sending: ``field`` names the culprit."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ConfigurationError(GatewayError, ValueError):
+    """The client was configured in a way that cannot work (missing key, bad base URL)."""
+
+
+class NotAttemptedError(GatewayError):
+    """A batch item that was never sent because an earlier error doomed the whole batch."""
+
+    def __init__(self, message: str, *, reason: GatewayError) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class APIConnectionError(GatewayError):
+    """The request did not get a usable HTTP response (refused, reset, DNS failure...)."""
+
+
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """An attempt, or the call's total deadline, ran out of time."""
+
+
+class APIResponseValidationError(GatewayError):
+    """The Gateway answered 2xx with a body that does not match the contract."""
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, request_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.request_id = request_id
+
+
+class APIStatusError(GatewayError):
+    """The Gateway answered with a non-2xx status and (usually) the contract's error envelope."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str,
+        details: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.details: Mapping[str, Any] = details or {}
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        rid = f", request_id={self.request_id}" if self.request_id else ""
+        return f"{self.status_code} {self.code}: {self.message}{rid}"
+
+
+class BadRequestError(APIStatusError):
+    """400: the body was not JSON or not an object."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: no or bad credentials. Every later call with this key fails too."""
+
+
+class InsufficientFundsError(APIStatusError):
+    """402: the wallet balance is below the run's price."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: this key may not use this model (other models may still work)."""
+
+
+class NotFoundError(APIStatusError):
+    """404: unknown model slug, run or upload."""
+
+
+class ConflictError(APIStatusError):
+    """409: an idempotency key reused with another body, or an upload in the wrong state."""
+
+
+class UploadExpiredError(APIStatusError):
+    """410: the upload passed its ``expires_at``; start a fresh one."""
+
+
+class PayloadTooLargeError(APIStatusError):
+    """413: the declared or sent size is above the Gateway's limit."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: a field is missing, of the wrong type, or not allowed."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests. ``retry_after`` is the server's wait in seconds, if it sent one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class ServerError(APIStatusError):
+    """5xx: trouble on the Gateway's side; idempotent calls are retried before this surfaces."""
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientFundsError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    410: UploadExpiredError,
+    413: PayloadTooLargeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def _envelope(body: bytes) -> tuple[str | None, str | None, Mapping[str, Any] | None]:
+    """Read ``{"error": {code, message, details}}``; anything else gives (None, None, None)."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None, None, None
+    err = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(err, dict):
+        return None, None, None
+    code, message, details = err.get("code"), err.get("message"), err.get("details")
+    return (
+        code if isinstance(code, str) else None,
+        message if isinstance(message, str) else None,
+        details if isinstance(details, dict) else None,
+    )
+
+
+def _fallback_message(status: int, reason: str | None, body: bytes) -> str:
+    """A readable message for bodies without the envelope (an HTML 502 page, an empty body)."""
+    text = body[:200].decode("utf-8", "replace").strip()
+    kind = "HTML page" if text.lower().startswith(("<!doctype", "<html")) else None
+    if not text:
+        return f"HTTP {status} {reason or ''} with an empty body".replace("  ", " ")
+    return f"HTTP {status} {reason or ''} ({kind or 'non-JSON body'}: {text[:80]!r})".replace(
+        "  ", " "
+    )
+
+
+def error_from_response(
+    status: int,
+    body: bytes,
+    *,
+    reason: str | None = None,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+) -> APIStatusError:
+    """Map a non-2xx response to the matching APIStatusError subclass."""
+    code, message, details = _envelope(body)
+    message = message or _fallback_message(status, reason, body)
+    code = code or ("internal_error" if status >= 500 else f"http_{status}")
+    kw: dict[str, Any] = {
+        "status_code": status,
+        "code": code,
+        "details": details,
+        "request_id": request_id,
+    }
+    if status == 429:
+        return RateLimitError(message, retry_after=retry_after, **kw)
+    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else APIStatusError)
+    return cls(message, **kw)

@@ -1,0 +1,376 @@
+"""The single request path to the Gateway API: every call of every resource goes through here.
+
+One place builds URLs (yarl; path parameters as single percent-encoded segments), sets the
+headers (credential, User-Agent, Idempotency-Key), runs the retry loop under one deadline,
+follows same-origin redirects only, and turns aiohttp's errors and non-2xx answers into the
+SDK's error hierarchy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import quote
+
+import aiohttp
+import attrs
+from yarl import URL
+
+from ._config import NOT_GIVEN, Credentials, Limits, NotGiven, Timeouts
+from ._convert import dumps
+from ._errors import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    ConfigurationError,
+    GatewayError,
+    InvalidRequestError,
+    RateLimitError,
+    error_from_response,
+)
+from ._logging import logger
+from ._retry import RetryPolicy, parse_retry_after
+from ._version import __version__
+
+__all__ = ["MAX_RESPONSE_BYTES", "Reply", "Transport", "new_idempotency_key", "user_agent"]
+
+MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS: Final = 3
+
+
+def user_agent() -> str:
+    major, minor, _ = platform.python_version_tuple()
+    aiohttp_version = ".".join(aiohttp.__version__.split(".")[:2])
+    return f"gateway-async/{__version__} python/{major}.{minor} aiohttp/{aiohttp_version}"
+
+
+def new_idempotency_key() -> str:
+    """128 random bits as hex: as unique as a uuid4, without building a UUID object."""
+    return os.urandom(16).hex()
+
+
+@attrs.frozen
+class Reply:
+    """A decoded 2xx answer."""
+
+    status: int
+    data: Any
+    request_id: str | None
+    replayed: bool = False
+
+
+class _RetryableError(Exception):
+    """Internal: an attempt failed in a way that may succeed if tried again."""
+
+    def __init__(self, error: GatewayError, retry_after: float | None = None) -> None:
+        self.error = error
+        self.retry_after = retry_after
+
+
+def segment(value: str, *, field: str) -> str:
+    """Percent-encode one path parameter as a single segment; dot segments are refused."""
+    if not isinstance(value, str) or value in ("", ".", ".."):
+        raise InvalidRequestError(f"{field}: {value!r} is not a valid identifier", field=field)
+    return quote(value, safe="")
+
+
+class Transport:
+    """Owns (or borrows) the API session and sends every API request.
+
+    ``session=`` lets a caller share its own ``aiohttp.ClientSession``; the transport then
+    never closes it. Otherwise the session is created lazily inside the running loop and
+    closed by ``aclose()``.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: URL,
+        credentials: Credentials,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        limits: Limits,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self.timeouts = timeouts
+        self.retry = retry
+        self._limits = limits
+        self._origin = base_url.origin()
+        self._session = session
+        self._owns_session = session is None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._urls: dict[str, URL] = {}
+        self._prefix = base_url.raw_path.rstrip("/")
+        self._pause_until = 0.0
+        self.sleep = asyncio.sleep  # one seam, so tests can observe backoff without waiting
+        base = {"User-Agent": user_agent(), "Accept": "application/json", **credentials.headers()}
+        self._get_headers = base
+        self._post_headers = {**base, "Content-Type": "application/json"}
+        self._attempt_timeout = self._client_timeout(timeouts.attempt, timeouts)
+
+    # -- session and loop ------------------------------------------------------------------
+
+    def session(self) -> aiohttp.ClientSession:
+        """The API session, created on first use inside the running loop."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise ConfigurationError(
+                "this Gateway is bound to the event loop it was first used in; "
+                "create one Gateway per event loop (e.g. per asyncio.run call)"
+            )
+        if self._closed:
+            raise ConfigurationError("this Gateway is closed; create a new one")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._limits.max_connections,
+                ttl_dns_cache=self._limits.dns_cache_ttl,
+                keepalive_timeout=self._limits.keepalive_timeout,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=None),
+                raise_for_status=False,
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    # -- URLs ------------------------------------------------------------------------------
+
+    def url(self, path: str) -> URL:
+        """The absolute URL of an API path (already percent-encoded), cached per path."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self.base_url.with_path(self._prefix + path, encoded=True)
+            if len(self._urls) < 256:
+                self._urls[path] = url
+        return url
+
+    # -- requests --------------------------------------------------------------------------
+
+    @staticmethod
+    def _client_timeout(total: float | None, timeouts: Timeouts) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=total, sock_connect=timeouts.connect)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every new request of this client for ``seconds`` (a server's Retry-After)."""
+        loop = self._loop or asyncio.get_running_loop()
+        self._pause_until = max(self._pause_until, loop.time() + seconds)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        timeout: float | Timeouts | NotGiven | None = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+    ) -> Reply:
+        """Send one logical call, retrying it under the policy within one total deadline."""
+        session = self.session()
+        timeouts = self._resolve_timeouts(timeout)
+        policy = self.retry
+        if not isinstance(max_retries, NotGiven):
+            policy = attrs.evolve(policy, max_retries=max_retries)
+        headers = self._get_headers
+        data: bytes | None = None
+        if method != "GET":
+            headers = {
+                **self._post_headers,
+                "Idempotency-Key": idempotency_key or new_idempotency_key(),
+            }
+            data = dumps(body if body is not None else {})
+        loop = asyncio.get_running_loop()
+        deadline = None if timeouts.total is None else loop.time() + timeouts.total
+        url = self.url(path)
+        retry = 0
+        last_error: GatewayError | None = None
+        while True:
+            if self._pause_until > loop.time():
+                await self._sleep_within(self._pause_until - loop.time(), deadline, last_error)
+            try:
+                return await self._attempt(
+                    session, method, url, data, headers, params, timeouts, deadline
+                )
+            except _RetryableError as failure:
+                last_error = failure.error
+                delay = policy.delay(retry, failure.retry_after)
+                if delay is None:
+                    raise failure.error from None
+                retry += 1
+                logger.debug(
+                    "retry %d of %s %s in %.2fs: %s", retry, method, path, delay, failure.error
+                )
+                if failure.retry_after is not None and isinstance(failure.error, RateLimitError):
+                    # Client-wide: every task of this client waits, not only this one.
+                    self.pause(delay)
+                    continue
+                await self._sleep_within(delay, deadline, failure.error)
+
+    def _resolve_timeouts(self, timeout: float | Timeouts | NotGiven | None) -> Timeouts:
+        if isinstance(timeout, NotGiven):
+            return self.timeouts
+        if isinstance(timeout, Timeouts):
+            return timeout
+        return attrs.evolve(self.timeouts, total=timeout)
+
+    async def _sleep_within(
+        self, delay: float, deadline: float | None, error: GatewayError | None
+    ) -> None:
+        """Sleep ``delay`` unless that passes the deadline; then fail with the last error."""
+        loop = asyncio.get_running_loop()
+        if deadline is not None and loop.time() + delay >= deadline:
+            if error is not None:
+                raise error
+            raise APITimeoutError("the call's deadline passed while the client was paused")
+        await self.sleep(delay)
+
+    def _timeout_for_attempt(
+        self, timeouts: Timeouts, deadline: float | None
+    ) -> aiohttp.ClientTimeout:
+        if deadline is None and timeouts is self.timeouts:
+            return self._attempt_timeout
+        remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
+        if remaining is not None and remaining <= 0:
+            raise APITimeoutError("the call's total deadline passed")
+        attempt = timeouts.attempt
+        if remaining is not None and (attempt is None or remaining < attempt):
+            attempt = remaining
+        elif timeouts is self.timeouts:
+            return self._attempt_timeout
+        return self._client_timeout(attempt, timeouts)
+
+    async def _attempt(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None,
+        timeouts: Timeouts,
+        deadline: float | None,
+    ) -> Reply:
+        for _ in range(_MAX_REDIRECTS + 1):
+            started = time.perf_counter()
+            try:
+                async with session.request(
+                    method,
+                    url,
+                    data=data,
+                    headers=headers,
+                    params=params,
+                    timeout=self._timeout_for_attempt(timeouts, deadline),
+                    allow_redirects=False,
+                ) as resp:
+                    status, rid = resp.status, resp.headers.get("X-Request-Id")
+                    raw = await _read_limited(resp, rid)
+                    if status in _REDIRECTS:
+                        url, method, data = self._redirect(resp, url, method, data)
+                        continue
+                    reply = self._decode(resp, status, raw, rid)
+            except TimeoutError as exc:
+                raise _RetryableError(APITimeoutError(f"{method} {url.path} timed out")) from exc
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                raise _RetryableError(
+                    APIConnectionError(f"{method} {url.path} failed: {type(exc).__name__}: {exc}")
+                ) from exc
+            if logger.isEnabledFor(10):
+                logger.debug(
+                    "%s %s -> %d in %.1f ms (request_id=%s)",
+                    method,
+                    url.path,
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                    rid,
+                )
+            return reply
+        raise APIStatusError(
+            f"more than {_MAX_REDIRECTS} redirects", status_code=310, code="too_many_redirects"
+        )
+
+    def _redirect(
+        self, resp: aiohttp.ClientResponse, url: URL, method: str, data: bytes | None
+    ) -> tuple[URL, str, bytes | None]:
+        """Follow a redirect only within the Gateway's origin: credentials never leave it."""
+        location = resp.headers.get("Location")
+        target = url.join(URL(location)) if location else None
+        if target is None or target.origin() != self._origin:
+            where = target.origin() if target is not None and target.host else "nowhere"
+            raise APIStatusError(
+                f"redirect to {where} not followed: the Gateway's credentials never go to "
+                "another origin",
+                status_code=resp.status,
+                code="redirect_refused",
+                request_id=resp.headers.get("X-Request-Id"),
+            )
+        if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
+            return target, "GET", None
+        return target, method, data
+
+    def _decode(
+        self, resp: aiohttp.ClientResponse, status: int, raw: bytes, rid: str | None
+    ) -> Reply:
+        if 200 <= status < 300:
+            try:
+                data = json.loads(raw) if raw else None
+            except ValueError as exc:
+                # A cut-off body is a transport fault: retrying is safe (idempotency key).
+                raise _RetryableError(
+                    APIResponseValidationError(
+                        f"HTTP {status} with a body that is not valid JSON ({len(raw)} bytes)",
+                        status_code=status,
+                        request_id=rid,
+                    )
+                ) from exc
+            return Reply(status, data, rid, resp.headers.get("Idempotent-Replayed") == "true")
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        error = error_from_response(
+            status, raw, reason=resp.reason, request_id=rid, retry_after=retry_after
+        )
+        if self.retry.retryable_status(status):
+            raise _RetryableError(error, retry_after)
+        raise error
+
+
+async def _read_limited(resp: aiohttp.ClientResponse, request_id: str | None) -> bytes:
+    """The whole body, refusing one larger than MAX_RESPONSE_BYTES instead of exhausting RAM."""
+    length = resp.content_length
+    if length is not None and length <= MAX_RESPONSE_BYTES:
+        return await resp.read()
+    if length is not None:
+        raise _too_large(resp.status, request_id)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise _too_large(resp.status, request_id)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(status: int, request_id: str | None) -> APIResponseValidationError:
+    return APIResponseValidationError(
+        f"response body larger than {MAX_RESPONSE_BYTES} bytes refused",
+        status_code=status,
+        request_id=request_id,
+    )

@@ -1,0 +1,117 @@
+"""The request rules of the Gateway contract, as pure functions.
+
+Each rule raises ``InvalidRequestError`` naming the field and the fix, so that a request the
+Gateway would refuse with 422 never leaves the process.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ._errors import InvalidRequestError
+
+__all__ = [
+    "ROUTING_FIELDS",
+    "check_idempotency_key",
+    "check_scope",
+    "check_top_level_fields",
+    "check_upload_filename",
+    "validate_run_request",
+]
+
+SCOPE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+ROUTING_FIELDS = frozenset({"resources", "alias", "collection", "namespace"})
+VECTOR_MODES = frozenset({"index", "search"})
+_RUN_FIELDS = frozenset({"model", "mode", "scope", "input", "params", "options"})
+_ROUTING_FIX = "routing fields are managed by the platform; remove it"
+
+
+def _fail(field: str, message: str) -> InvalidRequestError:
+    return InvalidRequestError(f"{field}: {message}", field=field)
+
+
+def check_scope(scope: object, *, field: str = "scope") -> None:
+    """A scope starts with a letter or digit; then letters, digits, ``._-``; 64 chars at most."""
+    if not isinstance(scope, str) or SCOPE_PATTERN.fullmatch(scope) is None:
+        raise _fail(
+            field,
+            f"{scope!r} is not a valid scope: start with a letter or digit, then use only "
+            "letters, digits, '.', '_' or '-', at most 64 characters",
+        )
+
+
+def check_idempotency_key(key: object) -> None:
+    """1 to 255 printable ASCII characters, as the contract allows."""
+    if not isinstance(key, str) or not 1 <= len(key) <= 255 or not _printable_ascii(key):
+        raise _fail("idempotency_key", "use 1 to 255 printable ASCII characters")
+
+
+def _printable_ascii(text: str) -> bool:
+    return text.isascii() and all(32 < ord(ch) < 127 for ch in text)
+
+
+def _check_object(field: str, value: object) -> None:
+    if value is not None and not isinstance(value, Mapping):
+        raise _fail(field, f"must be a JSON object (a dict), not {type(value).__name__}")
+
+
+def _check_options(options: Mapping[str, Any] | None) -> None:
+    if not options:
+        return
+    if "hardware_tier" in options:
+        raise _fail(
+            "options.hardware_tier",
+            "not allowed: hardware is resolved from the published model release; remove it",
+        )
+    for name in ROUTING_FIELDS.intersection(options):
+        raise _fail(f"options.{name}", _ROUTING_FIX)
+
+
+def check_top_level_fields(body: Mapping[str, Any]) -> None:
+    """Refuse ``parameters``, routing fields and unknown fields in a raw run body."""
+    if "parameters" in body:
+        raise _fail("parameters", "the field is called params; rename it")
+    for name in sorted(ROUTING_FIELDS.intersection(body)):
+        raise _fail(name, _ROUTING_FIX)
+    for name in sorted(set(body) - _RUN_FIELDS):
+        raise _fail(str(name), f"unknown field; a run takes {', '.join(sorted(_RUN_FIELDS))}")
+
+
+def validate_run_request(
+    *,
+    model: object,
+    input: object,
+    mode: object,
+    scope: object,
+    params: object,
+    options: object,
+    idempotency_key: object,
+) -> None:
+    """Every client-side rule for ``POST /api/runs``; the first broken one raises."""
+    if not isinstance(model, str) or not model:
+        raise _fail("model", "required: pass the published model slug, e.g. model='demo-echo'")
+    if input is None:
+        raise _fail("input", "required: pass the model input, e.g. input={'text': 'hello'}")
+    if not isinstance(mode, str) or not mode:
+        raise _fail("mode", "must be a non-empty string such as 'execute', 'index' or 'search'")
+    _check_object("params", params)
+    _check_object("options", options)
+    _check_options(options)  # type: ignore[arg-type]
+    if scope is not None:
+        check_scope(scope)
+    elif mode in VECTOR_MODES:
+        raise _fail("scope", f"required for mode {mode!r}: pass scope='my-dataset'")
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
+
+
+def check_upload_filename(filename: object) -> None:
+    """A bare file name: non-empty, no path separators, no control characters."""
+    if not isinstance(filename, str) or not filename or filename in (".", ".."):
+        raise _fail("filename", "must be a non-empty file name such as 'cat.jpg'")
+    if "/" in filename or "\\" in filename:
+        raise _fail("filename", f"{filename!r} contains a path separator; pass the bare name")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in filename):
+        raise _fail("filename", f"{filename!r} contains control characters; remove them")

@@ -1,0 +1,65 @@
+"""``gw.marketplace``: published models, listed page by page or loaded one by slug."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from .._config import NOT_GIVEN, NotGiven
+from .._convert import structure
+from .._errors import APIResponseValidationError, InvalidRequestError
+from .._transport import segment
+from ..models import MarketplaceModel
+from ._base import CallTimeout, Resource
+
+__all__ = ["Marketplace"]
+
+
+class Marketplace(Resource):
+    """Browse the marketplace."""
+
+    __slots__ = ()
+
+    async def list_models(
+        self,
+        q: str | None = None,
+        *,
+        page_size: int = 50,
+        timeout: CallTimeout | NotGiven = NOT_GIVEN,
+    ) -> AsyncIterator[MarketplaceModel]:
+        """Every matching model, following ``next_cursor`` page after page."""
+        if (
+            isinstance(page_size, bool)
+            or not isinstance(page_size, int)
+            or not 1 <= page_size <= 100
+        ):
+            raise InvalidRequestError(
+                "page_size: must be an integer from 1 to 100", field="page_size"
+            )
+        params = {"limit": str(page_size)}
+        if q:
+            params["q"] = q
+        while True:
+            reply = await self._transport.request(
+                "GET", "/api/marketplace/models", params=params, timeout=timeout
+            )
+            page = reply.data
+            items = page.get("data") if isinstance(page, dict) else None
+            cursor = page.get("next_cursor") if isinstance(page, dict) else None
+            if not isinstance(items, list) or not (cursor is None or isinstance(cursor, str)):
+                raise APIResponseValidationError(
+                    "malformed model page: expected {'data': [...], 'next_cursor': str|null}",
+                    request_id=reply.request_id,
+                )
+            for item in items:
+                yield structure(item, MarketplaceModel, request_id=reply.request_id)
+            if not cursor:
+                return
+            params = {**params, "cursor": cursor}
+
+    async def get_model(
+        self, slug: str, *, timeout: CallTimeout | NotGiven = NOT_GIVEN
+    ) -> MarketplaceModel:
+        """One model by slug. The slug is one path segment, whatever characters it holds."""
+        path = f"/api/marketplace/models/{segment(slug, field='slug')}"
+        reply = await self._transport.request("GET", path, timeout=timeout)
+        return structure(reply.data, MarketplaceModel, request_id=reply.request_id)
