@@ -118,7 +118,11 @@ async def test_other_statuses_are_not_retried(server: FakeServer, gw: Gateway, s
 
 async def test_retries_stop_at_max_retries(server: FakeServer, gw: Gateway) -> None:
     """max_retries=2 means three attempts, then the last error surfaces."""
-    server.on("GET", "/api/billing/wallet", reply(503, {"error": {"code": "unavailable", "message": "down"}}))
+    server.on(
+        "GET",
+        "/api/billing/wallet",
+        reply(503, {"error": {"code": "unavailable", "message": "down"}}),
+    )
     with pytest.raises(ServerError, match="down") as info:
         await gw.billing.wallet()
     assert len(server.seen) == 3

@@ -1,0 +1,284 @@
+"""Marketplace pagination and slugs, billing parameters, and batched runs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aioresponses import aioresponses
+
+from gateway_async import (
+    AuthenticationError,
+    Gateway,
+    GatewayError,
+    InvalidRequestError,
+    NotAttemptedError,
+    NotFoundError,
+    PermissionDeniedError,
+    Run,
+    RunRequest,
+    UnprocessableEntityError,
+)
+from tests.conftest import TEST_KEY, FakeServer, reply
+from tests.core.test_transport import RUN, WALLET
+
+
+def model(slug: str) -> dict[str, Any]:
+    return {
+        "slug": slug,
+        "name": slug.title(),
+        "description": "",
+        "modes": ["execute"],
+        "vector_modes": [],
+        "input_schema": {},
+        "params_schema": {},
+        "price_per_run": "0.0010",
+        "release": "2026-11-01",
+    }
+
+
+async def test_list_models_follows_next_cursor(server: FakeServer, gw: Gateway) -> None:
+    """Three pages are fetched in turn; q, limit and cursor are sent."""
+    server.on(
+        "GET",
+        "/api/marketplace/models",
+        reply(200, {"data": [model("a"), model("b")], "next_cursor": "c1"}),
+        reply(200, {"data": [model("c")], "next_cursor": "c2"}),
+        reply(200, {"data": [model("d")], "next_cursor": None}),
+    )
+    slugs = [m.slug async for m in gw.marketplace.list_models(q="demo", page_size=2)]
+    assert slugs == ["a", "b", "c", "d"]
+    assert [s.query for s in server.seen] == [
+        {"limit": "2", "q": "demo"},
+        {"limit": "2", "q": "demo", "cursor": "c1"},
+        {"limit": "2", "q": "demo", "cursor": "c2"},
+    ]
+
+
+async def test_list_models_refuses_a_malformed_page(server: FakeServer, gw: Gateway) -> None:
+    """A page without a data list is a contract error, not an empty marketplace."""
+    from gateway_async import APIResponseValidationError
+
+    server.on("GET", "/api/marketplace/models", reply(200, {"items": []}))
+    with pytest.raises(APIResponseValidationError, match="malformed model page"):
+        [m async for m in gw.marketplace.list_models()]
+
+
+@pytest.mark.parametrize("size", [0, 101, -1, True, 2.5])
+async def test_page_size_is_checked(gw: Gateway, size: Any) -> None:
+    """page_size outside 1..100 is refused before sending."""
+    with pytest.raises(InvalidRequestError, match="page_size"):
+        [m async for m in gw.marketplace.list_models(page_size=size)]
+
+
+async def test_slug_is_one_percent_encoded_segment(server: FakeServer, gw: Gateway) -> None:
+    """get_model('../billing/wallet') asks for that odd slug, never for the wallet."""
+    with pytest.raises(NotFoundError):
+        await gw.marketplace.get_model("../billing/wallet")
+    assert server.seen[0].raw_path == "/api/marketplace/models/..%2Fbilling%2Fwallet"
+
+
+@pytest.mark.parametrize("slug", ["", ".", ".."])
+async def test_dot_and_empty_slugs_are_refused(server: FakeServer, gw: Gateway, slug: str) -> None:
+    """Dot segments would be collapsed by URL rules; they are refused outright."""
+    with pytest.raises(InvalidRequestError, match="slug"):
+        await gw.marketplace.get_model(slug)
+    assert server.seen == []
+
+
+async def test_get_model(server: FakeServer, gw: Gateway) -> None:
+    """A model detail parses with its Decimal price."""
+    server.on("GET", "/api/marketplace/models/demo-echo", reply(200, model("demo-echo")))
+    found = await gw.marketplace.get_model("demo-echo")
+    assert found.price_per_run == Decimal("0.0010")
+
+
+async def test_usage_summary_sends_rfc3339_range(server: FakeServer, gw: Gateway) -> None:
+    """start and end go out as RFC 3339 UTC strings."""
+    body = {
+        "start": "2026-11-01T00:00:00Z",
+        "end": "2026-11-02T00:00:00Z",
+        "total_runs": 0,
+        "total_credits": "0",
+        "by_model": [],
+    }
+    server.on("GET", "/api/billing/usage/summary", reply(200, body))
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    summary = await gw.billing.usage_summary(start=start, end=datetime(2026, 11, 2, tzinfo=UTC))
+    assert summary.total_credits == Decimal(0)
+    assert server.seen[0].query == {"start": "2026-11-01T00:00:00Z", "end": "2026-11-02T00:00:00Z"}
+
+
+async def test_usage_summary_refuses_naive_or_reversed_times(gw: Gateway) -> None:
+    """Naive datetimes are ambiguous and a reversed range is a mistake."""
+    with pytest.raises(InvalidRequestError, match="aware datetime"):
+        await gw.billing.usage_summary(start=datetime(2026, 1, 1))
+    with pytest.raises(InvalidRequestError, match="before start"):
+        await gw.billing.usage_summary(
+            start=datetime(2026, 2, 1, tzinfo=UTC), end=datetime(2026, 1, 1, tzinfo=UTC)
+        )
+
+
+async def test_wallet_under_aioresponses() -> None:
+    """The wallet parses from a mocked session too."""
+    with aioresponses() as mocked:
+        mocked.get("https://gw.example/api/billing/wallet", payload=WALLET)
+        async with Gateway(api_key=TEST_KEY, base_url="https://gw.example") as gw:
+            wallet = await gw.billing.wallet()
+    assert wallet.balance == Decimal("12.5")
+
+
+# -- create_many ------------------------------------------------------------------------------
+
+
+def echo_by_model() -> Any:
+    """A runs handler whose answer depends on the requested model."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        status = {"missing": 404, "bad": 422, "denied": 403, "nokey": 401}.get(body["model"])
+        if status:
+            return web.json_response({"error": {"code": "x", "message": "no"}}, status=status)
+        return web.json_response({**RUN, "id": f"run_{body['input']['i']}"})
+
+    return handler
+
+
+def req(i: int, model_slug: str = "demo-echo") -> RunRequest:
+    return RunRequest(model=model_slug, input={"i": i})
+
+
+async def test_create_many_keeps_order_and_isolates_failures(
+    server: FakeServer, gw: Gateway
+) -> None:
+    """404, 422 and 403 items fail alone; every other item still runs, in input order."""
+    server.on("POST", "/api/runs", echo_by_model())
+    models = ["demo-echo", "missing", "demo-echo", "bad", "denied", "demo-echo"]
+    results = await gw.runs.create_many([req(i, m) for i, m in enumerate(models)], concurrency=3)
+    kinds = [type(r).__name__ if not isinstance(r, Run) else r.id for r in results]
+    assert kinds == [
+        "run_0",
+        "NotFoundError",
+        "run_2",
+        "UnprocessableEntityError",
+        "PermissionDeniedError",
+        "run_5",
+    ]
+    assert isinstance(results[4], PermissionDeniedError)
+    assert isinstance(results[3], UnprocessableEntityError)
+
+
+async def test_create_many_stops_after_a_dooming_error(server: FakeServer, gw: Gateway) -> None:
+    """After a 401 no new request starts; the rest are NotAttemptedError naming the cause."""
+    server.on("POST", "/api/runs", echo_by_model())
+    requests = [req(0, "nokey")] + [req(i) for i in range(1, 50)]
+    results = await gw.runs.create_many(requests, concurrency=1)
+    assert isinstance(results[0], AuthenticationError)
+    skipped = results[1:]
+    assert all(isinstance(r, NotAttemptedError) for r in skipped)
+    first = skipped[0]
+    assert isinstance(first, NotAttemptedError)
+    assert isinstance(first.reason, AuthenticationError)
+    assert "AuthenticationError" in str(first)
+    assert len(server.seen) == 1
+
+
+async def test_create_many_consumes_requests_lazily(server: FakeServer, gw: Gateway) -> None:
+    """A generator is pulled only as fast as slots free up, never materialised."""
+    release = asyncio.Event()
+    parked = asyncio.Event()
+    in_flight = 0
+    peak = 0
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if in_flight == 4:
+            parked.set()
+        await release.wait()
+        in_flight -= 1
+        body = await request.json()
+        return web.json_response({**RUN, "id": f"run_{body['input']['i']}"})
+
+    server.on("POST", "/api/runs", slow)
+    pulled = 0
+
+    def requests() -> Iterator[RunRequest]:
+        nonlocal pulled
+        for i in range(200):
+            pulled += 1
+            yield req(i)
+
+    task = asyncio.create_task(gw.runs.create_many(requests(), concurrency=4))
+    await parked.wait()
+    assert pulled == 4
+    release.set()
+    results = await task
+    assert [r.id for r in results if isinstance(r, Run)] == [f"run_{i}" for i in range(200)]
+    assert peak <= 4
+
+
+async def test_create_many_reports_non_request_items(server: FakeServer, gw: Gateway) -> None:
+    """A stray dict in the batch is its own InvalidRequestError; the rest runs."""
+    server.on("POST", "/api/runs", echo_by_model())
+    results = await gw.runs.create_many([req(0), {"model": "x"}, req(2)])  # type: ignore[list-item]
+    assert isinstance(results[1], InvalidRequestError)
+    assert isinstance(results[0], Run)
+    assert isinstance(results[2], Run)
+
+
+async def test_create_many_cancellation_cancels_in_flight(server: FakeServer, gw: Gateway) -> None:
+    """Cancelling the batch cancels its requests; the server sees the clients go away."""
+    started = asyncio.Event()
+    all_cancelled = asyncio.Event()
+    cancelled = 0
+
+    arrived = 0
+
+    async def hang(_: web.Request) -> web.StreamResponse:
+        nonlocal cancelled, arrived
+        arrived += 1
+        if arrived == 5:
+            started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled += 1
+            if cancelled == 5:
+                all_cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+    server.on("POST", "/api/runs", hang)
+    task = asyncio.create_task(gw.runs.create_many([req(i) for i in range(10)], concurrency=5))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.wait_for(all_cancelled.wait(), 5)
+    me = asyncio.current_task()
+    leftover = [t for t in asyncio.all_tasks() if t is not me and "worker" in repr(t.get_coro())]
+    assert leftover == []
+
+
+@pytest.mark.parametrize("concurrency", [0, -1, True])
+async def test_create_many_checks_concurrency(gw: Gateway, concurrency: Any) -> None:
+    """A nonsensical bound is refused up front."""
+    with pytest.raises(InvalidRequestError, match="concurrency"):
+        await gw.runs.create_many([req(0)], concurrency=concurrency)
+
+
+async def test_create_many_results_are_gateway_errors_or_runs(
+    server: FakeServer, gw: Gateway
+) -> None:
+    """The documented element type holds for every item."""
+    server.on("POST", "/api/runs", echo_by_model())
+    results = await gw.runs.create_many(req(i) for i in range(20))
+    assert all(isinstance(r, Run | GatewayError) for r in results)
+    assert len(results) == 20
