@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import platform
 import time
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import quote
 
 import aiohttp
@@ -56,9 +57,8 @@ def new_idempotency_key() -> str:
     return os.urandom(16).hex()
 
 
-@attrs.frozen
-class Reply:
-    """A decoded 2xx answer."""
+class Reply(NamedTuple):
+    """A decoded 2xx answer (a tuple: it is built on the hot path of every call)."""
 
     status: int
     data: Any
@@ -185,7 +185,10 @@ class Transport:
         max_retries: int | NotGiven = NOT_GIVEN,
     ) -> Reply:
         """Send one logical call, retrying it under the policy within one total deadline."""
-        session = self.session()
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is None or loop is not self._loop or self._closed:
+            session = self.session()
         timeouts = self._resolve_timeouts(timeout)
         policy = self.retry
         if not isinstance(max_retries, NotGiven):
@@ -198,17 +201,17 @@ class Transport:
                 "Idempotency-Key": idempotency_key or new_idempotency_key(),
             }
             data = dumps(body if body is not None else {})
-        loop = asyncio.get_running_loop()
         deadline = None if timeouts.total is None else loop.time() + timeouts.total
         url = self.url(path)
         retry = 0
         last_error: GatewayError | None = None
         while True:
-            if self._pause_until > loop.time():
+            if self._pause_until and self._pause_until > loop.time():
                 await self._sleep_within(self._pause_until - loop.time(), deadline, last_error)
             try:
+                client_timeout = self._timeout_for_attempt(timeouts, deadline, loop)
                 return await self._attempt(
-                    session, method, url, data, headers, params, timeouts, deadline
+                    session, method, url, data, headers, params, client_timeout
                 )
             except _RetryableError as failure:
                 last_error = failure.error
@@ -244,13 +247,14 @@ class Transport:
         await self.sleep(delay)
 
     def _timeout_for_attempt(
-        self, timeouts: Timeouts, deadline: float | None
+        self, timeouts: Timeouts, deadline: float | None, loop: asyncio.AbstractEventLoop
     ) -> aiohttp.ClientTimeout:
+        """The attempt's timeout: the configured one, shortened to what the deadline leaves."""
         if deadline is None and timeouts is self.timeouts:
             return self._attempt_timeout
-        remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
+        remaining = None if deadline is None else deadline - loop.time()
         if remaining is not None and remaining <= 0:
-            raise APITimeoutError("the call's total deadline passed")
+            raise _RetryableError(APITimeoutError("the call's total deadline passed"))
         attempt = timeouts.attempt
         if remaining is not None and (attempt is None or remaining < attempt):
             attempt = remaining
@@ -266,11 +270,11 @@ class Transport:
         data: bytes | None,
         headers: Mapping[str, str],
         params: Mapping[str, str] | None,
-        timeouts: Timeouts,
-        deadline: float | None,
+        timeout: aiohttp.ClientTimeout,
     ) -> Reply:
+        """One attempt: send, read, decode; same-origin redirects are followed here."""
         for _ in range(_MAX_REDIRECTS + 1):
-            started = time.perf_counter()
+            started = time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else 0.0
             try:
                 async with session.request(
                     method,
@@ -278,11 +282,15 @@ class Transport:
                     data=data,
                     headers=headers,
                     params=params,
-                    timeout=self._timeout_for_attempt(timeouts, deadline),
+                    timeout=timeout,
                     allow_redirects=False,
                 ) as resp:
                     status, rid = resp.status, resp.headers.get("X-Request-Id")
-                    raw = await _read_limited(resp, rid)
+                    length = resp.content_length
+                    if length is not None and length <= MAX_RESPONSE_BYTES:
+                        raw = await resp.read()
+                    else:
+                        raw = await _read_limited(resp, rid)
                     if status in _REDIRECTS:
                         url, method, data = self._redirect(resp, url, method, data)
                         continue
@@ -293,7 +301,7 @@ class Transport:
                 raise _RetryableError(
                     APIConnectionError(f"{method} {url.path} failed: {type(exc).__name__}: {exc}")
                 ) from exc
-            if logger.isEnabledFor(10):
+            if started:
                 logger.debug(
                     "%s %s -> %d in %.1f ms (request_id=%s)",
                     method,

@@ -97,35 +97,33 @@ class Runs(Resource):
 
         async def worker() -> None:
             for index, request in items:
-                results[index] = await self._one_of_many(request, doom, timeout, max_retries)
+                if doom or not isinstance(request, RunRequest):
+                    results[index] = _not_sent(request, doom)
+                    continue
+                try:
+                    results[index] = await self.send(
+                        request, timeout=timeout, max_retries=max_retries
+                    )
+                except DOOMING_ERRORS as exc:
+                    doom.append(exc)
+                    results[index] = exc
+                except GatewayError as exc:
+                    results[index] = exc
 
         async with asyncio.TaskGroup() as group:
             for _ in range(concurrency):
                 group.create_task(worker())
         return [results[index] for index in range(len(results))]
 
-    async def _one_of_many(
-        self,
-        request: object,
-        doom: list[GatewayError],
-        timeout: CallTimeout | NotGiven,
-        max_retries: int | NotGiven,
-    ) -> Run | GatewayError:
-        if doom:
-            return NotAttemptedError(
-                f"not sent: an earlier item failed with {type(doom[0]).__name__} ({doom[0]}), "
-                "which every later item would meet too",
-                reason=doom[0],
-            )
-        if not isinstance(request, RunRequest):
-            return InvalidRequestError(
-                f"requests: expected RunRequest items, got {type(request).__name__}",
-                field="requests",
-            )
-        try:
-            return await self.send(request, timeout=timeout, max_retries=max_retries)
-        except DOOMING_ERRORS as exc:
-            doom.append(exc)
-            return exc
-        except GatewayError as exc:
-            return exc
+
+def _not_sent(request: object, doom: list[GatewayError]) -> GatewayError:
+    """The error of a batch item that is never sent: the batch is doomed, or it is no request."""
+    if doom:
+        return NotAttemptedError(
+            f"not sent: an earlier item failed with {type(doom[0]).__name__} ({doom[0]}), "
+            "which every later item would meet too",
+            reason=doom[0],
+        )
+    return InvalidRequestError(
+        f"requests: expected RunRequest items, got {type(request).__name__}", field="requests"
+    )

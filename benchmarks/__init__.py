@@ -1,0 +1,1 @@
+"""Benchmarks: the SDK against its peers, each against the same loopback server process."""
