@@ -44,4 +44,4 @@ def median(values: list[float]) -> float:
 
 
 def fmt_range(values: list[float], digits: int = 0) -> str:
-    return f"{min(values):.{digits}f}–{max(values):.{digits}f}"
+    return f"{min(values):.{digits}f}-{max(values):.{digits}f}"

@@ -25,7 +25,7 @@ def test_defaults_match_the_documented_policy() -> None:
     policy = RetryPolicy()
     assert (policy.max_retries, policy.base_delay, policy.max_delay) == (2, 0.5, 8.0)
     assert policy.max_retry_after == 60.0
-    assert RETRYABLE_STATUSES == {408, 429, 500, 502, 503, 504}
+    assert frozenset({408, 429, 500, 502, 503, 504}) == RETRYABLE_STATUSES
 
 
 def test_delay_gives_up_after_max_retries() -> None:
