@@ -347,3 +347,56 @@ async def test_thousands_of_concurrent_calls_share_one_client(
     wallets = await asyncio.gather(*(gw.billing.wallet() for _ in range(2000)))
     assert len(wallets) == 2000
     assert {w.workspace_id for w in wallets} == {"ws_1"}
+
+
+async def test_caller_cancellation_is_not_mistaken_for_a_timeout(
+    server: FakeServer, gw: Gateway
+) -> None:
+    """Cancelling the calling task cancels the call; it does not become APITimeoutError."""
+    arrived = asyncio.Event()
+
+    async def hang(_: web.Request) -> web.StreamResponse:
+        arrived.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    server.on("GET", "/api/billing/wallet", hang)
+    task = asyncio.create_task(gw.billing.wallet())
+    await arrived.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_task_is_usable_after_an_attempt_timeout(server: FakeServer) -> None:
+    """A timed-out call leaves the calling task un-cancelled: it can await again."""
+    server.on("GET", "/api/billing/wallet", never(), reply(200, WALLET))
+    timeouts = Timeouts(total=5, attempt=0.1)
+    async with Gateway(
+        api_key=TEST_KEY, base_url=server.url, timeout=timeouts, max_retries=0
+    ) as gw:
+        with pytest.raises(APITimeoutError):
+            await gw.billing.wallet()
+        current = asyncio.current_task()
+        assert current is not None
+        assert current.cancelling() == 0
+        wallet = await gw.billing.wallet()
+    assert wallet.workspace_id == "ws_1"
+
+
+async def test_many_attempts_with_different_deadlines_expire_independently(
+    server: FakeServer,
+) -> None:
+    """One watch serves every in-flight attempt: short ones expire, long ones succeed."""
+
+    async def slow(_: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.3)  # the server is slow on purpose; the client decides
+        return web.json_response(WALLET)
+
+    server.on("GET", "/api/billing/wallet", slow)
+    async with Gateway(api_key=TEST_KEY, base_url=server.url, max_retries=0) as gw:
+        short = [gw.billing.wallet(timeout=Timeouts(total=5, attempt=0.05)) for _ in range(5)]
+        long = [gw.billing.wallet(timeout=Timeouts(total=5, attempt=5)) for _ in range(5)]
+        results = await asyncio.gather(*short, *long, return_exceptions=True)
+    assert all(isinstance(r, APITimeoutError) for r in results[:5])
+    assert all(getattr(r, "workspace_id", None) == "ws_1" for r in results[5:])

@@ -1,0 +1,69 @@
+"""Attempt timeouts without one loop timer per request.
+
+aiohttp's per-request ``total`` timeout (like ``asyncio.timeout``) schedules and cancels a
+loop timer for every request; at thousands of runs per second that is a measurable share
+of the client's CPU (about 8 µs of ~120 µs per run here). ``DeadlineWatch`` keeps one timer
+for all in-flight attempts of a client, set to the earliest deadline, and cancels the task
+whose attempt overran it; the transport turns that cancellation into ``APITimeoutError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+__all__ = ["DeadlineWatch"]
+
+_SLACK: Final = 0.001  # timers may fire a hair early; never expire an attempt before its time
+
+
+class DeadlineWatch:
+    """Cancels tasks whose registered deadline (loop time) has passed."""
+
+    __slots__ = ("_due", "_expired", "_handle", "_loop", "_next_at")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._due: dict[asyncio.Task[object], float] = {}
+        self._expired: set[asyncio.Task[object]] = set()
+        self._handle: asyncio.TimerHandle | None = None
+        self._next_at = float("inf")
+
+    def watch(self, task: asyncio.Task[object], deadline: float) -> None:
+        """Cancel ``task`` at ``deadline`` unless ``release(task)`` comes first."""
+        self._due[task] = deadline
+        if deadline < self._next_at:
+            self._arm(deadline)
+
+    def release(self, task: asyncio.Task[object]) -> None:
+        self._due.pop(task, None)
+
+    def expired(self, task: asyncio.Task[object]) -> bool:
+        """True once per expiry: whether the watch cancelled ``task``."""
+        if task in self._expired:
+            self._expired.discard(task)
+            return True
+        return False
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._due.clear()
+
+    def _arm(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._next_at = when
+        self._handle = self._loop.call_at(when + _SLACK, self._sweep)
+
+    def _sweep(self) -> None:
+        self._handle, self._next_at = None, float("inf")
+        now = self._loop.time()
+        for task, deadline in list(self._due.items()):
+            if deadline <= now:
+                del self._due[task]
+                self._expired.add(task)
+                task.cancel()
+        if self._due:
+            self._arm(min(self._due.values()))
