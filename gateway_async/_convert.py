@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 import cattrs
 
@@ -60,6 +60,25 @@ def _structure_datetime(value: Any, _: Any) -> datetime:
     return parsed
 
 
+def _strict_sequences(conv: cattrs.Converter) -> None:
+    """Lists and tuples only from JSON arrays: cattrs would split a string into characters."""
+
+    def is_sequence(kind: Any) -> bool:
+        return get_origin(kind) in (list, tuple)
+
+    def factory(kind: Any) -> Any:
+        origin, item = get_origin(kind), get_args(kind)[0]
+
+        def hook(value: Any, _: Any) -> Any:
+            if not isinstance(value, list):
+                raise TypeError(f"expected a JSON array, got {type(value).__name__}")
+            return origin(conv.structure(element, item) for element in value)
+
+        return hook
+
+    conv.register_structure_hook_factory(is_sequence, factory)
+
+
 def _unstructure_datetime(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -75,6 +94,7 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(Decimal, _structure_decimal)
     conv.register_structure_hook(datetime, _structure_datetime)
+    _strict_sequences(conv)
     conv.register_unstructure_hook(Decimal, str)
     conv.register_unstructure_hook(datetime, _unstructure_datetime)
     conv.register_unstructure_hook(MediaRef, str)

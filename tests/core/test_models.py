@@ -194,3 +194,10 @@ def test_models_are_frozen_and_slotted() -> None:
     with pytest.raises(AttributeError):
         run.id = "x"  # type: ignore[misc]
     assert not hasattr(run, "__dict__")
+
+
+@pytest.mark.parametrize("modes", ["execute", {"execute": 1}, [1, 2]])
+def test_sequences_come_only_from_arrays_of_the_right_type(modes: Any) -> None:
+    """A string is not split into characters, and list items are type-checked."""
+    with pytest.raises(APIResponseValidationError, match="modes"):
+        structure({**MODEL, "modes": modes}, MarketplaceModel)
