@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SRC := $(wildcard gateway_async tests benchmarks examples)
 
 .PHONY: test lint typecheck pytest clean
 
@@ -15,8 +16,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway_async tests benchmarks examples
-	$(BIN)/ruff format --check gateway_async tests benchmarks examples
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict gateway_async
