@@ -14,8 +14,9 @@ from benchmarks._stats import fmt_range, median
 
 IMPORT = "import time; t=time.perf_counter(); import {mod}; print(time.perf_counter()-t)"
 FIRST = """
-import asyncio, time
+import time
 t = time.perf_counter()
+import asyncio
 from gateway_async import Gateway
 async def main():
     async with Gateway(api_key="k", base_url="{url}") as gw:
