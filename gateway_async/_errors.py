@@ -7,6 +7,8 @@
     ├── APIConnectionError                      no usable response: refused, reset, DNS, ...
     │   └── APITimeoutError (also TimeoutError) an attempt or the whole call ran out of time
     ├── APIResponseValidationError              a response that does not match the contract
+    ├── UploadError                             the storage PUT failed for good, or the source
+    │                                           changed or could not be re-read for a retry
     └── APIStatusError                          the Gateway answered with a non-2xx status
         ├── BadRequestError             400
         ├── AuthenticationError         401
@@ -49,6 +51,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "UnprocessableEntityError",
+    "UploadError",
     "UploadExpiredError",
     "error_from_response",
 ]
@@ -99,6 +102,21 @@ class APIResponseValidationError(GatewayError):
         super().__init__(message)
         self.status_code = status_code
         self.request_id = request_id
+
+
+class UploadError(GatewayError):
+    """An upload that cannot finish: storage refused the bytes, or the source misbehaved.
+
+    ``status_code`` is the storage's HTTP status when it answered; ``retryable`` tells
+    whether trying the same source again later could succeed.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retryable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retryable = retryable
 
 
 class APIStatusError(GatewayError):

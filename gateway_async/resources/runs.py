@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
+from .._batch import run_batch
 from .._config import NOT_GIVEN, NotGiven
 from .._convert import structure
-from .._errors import (
-    AuthenticationError,
-    GatewayError,
-    InsufficientFundsError,
-    InvalidRequestError,
-    NotAttemptedError,
-)
+from .._errors import AuthenticationError, GatewayError, InsufficientFundsError, InvalidRequestError
 from ..models import Run, RunRequest
 from ._base import CallTimeout, Resource
 
@@ -87,43 +81,13 @@ class Runs(Resource):
         the rest. After a 401 or 402 no new request starts, and the items left are reported
         as NotAttemptedError naming that cause. ``requests`` is consumed lazily.
         """
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise InvalidRequestError(
-                "concurrency: must be a positive integer", field="concurrency"
-            )
-        results: dict[int, Run | GatewayError] = {}
-        doom: list[GatewayError] = []
-        items = enumerate(requests)
 
-        async def worker() -> None:
-            for index, request in items:
-                if doom or not isinstance(request, RunRequest):
-                    results[index] = _not_sent(request, doom)
-                    continue
-                try:
-                    results[index] = await self.send(
-                        request, timeout=timeout, max_retries=max_retries
-                    )
-                except DOOMING_ERRORS as exc:
-                    doom.append(exc)
-                    results[index] = exc
-                except GatewayError as exc:
-                    results[index] = exc
+        def send(_: int, request: RunRequest) -> Awaitable[Run]:
+            if not isinstance(request, RunRequest):
+                raise InvalidRequestError(
+                    f"requests: expected RunRequest items, got {type(request).__name__}",
+                    field="requests",
+                )
+            return self.send(request, timeout=timeout, max_retries=max_retries)
 
-        async with asyncio.TaskGroup() as group:
-            for _ in range(concurrency):
-                group.create_task(worker())
-        return [results[index] for index in range(len(results))]
-
-
-def _not_sent(request: object, doom: list[GatewayError]) -> GatewayError:
-    """The error of a batch item that is never sent: the batch is doomed, or it is no request."""
-    if doom:
-        return NotAttemptedError(
-            f"not sent: an earlier item failed with {type(doom[0]).__name__} ({doom[0]}), "
-            "which every later item would meet too",
-            reason=doom[0],
-        )
-    return InvalidRequestError(
-        f"requests: expected RunRequest items, got {type(request).__name__}", field="requests"
-    )
+        return await run_batch(requests, send, concurrency=concurrency, dooming=DOOMING_ERRORS)
