@@ -6,6 +6,8 @@
 Everything public is re-exported here; modules starting with ``_`` are private.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._client import Gateway
 from ._config import NOT_GIVEN, Limits, Timeouts
 from ._errors import (
@@ -27,9 +29,11 @@ from ._errors import (
     RateLimitError,
     ServerError,
     UnprocessableEntityError,
+    UploadError,
     UploadExpiredError,
 )
 from ._retry import RetryPolicy
+from ._upload.engine import UploadProgress
 from ._version import __version__
 from .models import (
     MarketplaceModel,
@@ -43,6 +47,39 @@ from .models import (
     Wallet,
 )
 
+if TYPE_CHECKING:
+    from .pipeline import (
+        BudgetExhaustedError,
+        Ingest,
+        IngestEvent,
+        IngestItem,
+        IngestSummary,
+        Journal,
+        JournalLockedError,
+    )
+
+# Imported on first use: the pipeline pulls in sqlite3, which a plain client never needs.
+_PIPELINE_NAMES = frozenset(
+    {
+        "BudgetExhaustedError",
+        "Ingest",
+        "IngestEvent",
+        "IngestItem",
+        "IngestSummary",
+        "Journal",
+        "JournalLockedError",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PIPELINE_NAMES:
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'gateway_async' has no attribute {name!r}")
+
+
 __all__ = [
     "NOT_GIVEN",
     "APIConnectionError",
@@ -51,12 +88,19 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExhaustedError",
     "ConfigurationError",
     "ConflictError",
     "Gateway",
     "GatewayError",
+    "Ingest",
+    "IngestEvent",
+    "IngestItem",
+    "IngestSummary",
     "InsufficientFundsError",
     "InvalidRequestError",
+    "Journal",
+    "JournalLockedError",
     "Limits",
     "MarketplaceModel",
     "MediaRef",
@@ -74,7 +118,9 @@ __all__ = [
     "ServerError",
     "Timeouts",
     "UnprocessableEntityError",
+    "UploadError",
     "UploadExpiredError",
+    "UploadProgress",
     "UsageSummary",
     "Wallet",
     "__version__",

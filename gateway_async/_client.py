@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
 import aiohttp
 import attrs
@@ -16,7 +16,11 @@ from ._errors import ConfigurationError
 from ._logging import register_secret, unregister_secret
 from ._retry import RetryPolicy
 from ._transport import Transport
-from .resources import Billing, Marketplace, Runs
+from ._upload.storage import Storage
+from .resources import Billing, Marketplace, Media, Runs
+
+if TYPE_CHECKING:
+    from .pipeline import Ingest, IngestOptions
 
 __all__ = ["Gateway"]
 
@@ -49,6 +53,7 @@ class Gateway:
         limits: Limits | None = None,
         session: aiohttp.ClientSession | None = None,
         allow_insecure_http: bool = False,
+        upload_stall_timeout: float = 60.0,
         env: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if env is None else env
@@ -75,6 +80,15 @@ class Gateway:
         self.runs = Runs(self._transport)
         self.marketplace = Marketplace(self._transport)
         self.billing = Billing(self._transport)
+        if isinstance(upload_stall_timeout, bool) or not upload_stall_timeout > 0:
+            raise ConfigurationError("upload_stall_timeout must be a positive number of seconds")
+        self._storage = Storage(
+            max_concurrent=self.limits.max_concurrent_uploads,
+            connect_timeout=self._transport.timeouts.connect,
+            stall_timeout=upload_stall_timeout,
+            deadlines=self._transport.deadlines,
+        )
+        self.media = Media(self._transport, self._storage)
 
     @property
     def timeouts(self) -> Timeouts:
@@ -102,7 +116,20 @@ class Gateway:
 
     async def aclose(self) -> None:
         """Close the sessions this client owns. Safe to call twice."""
+        await self._storage.aclose()
         await self._transport.aclose()
         if self._registered:
             self._registered = False
             unregister_secret(self._credentials.secret)
+
+    def ingest(
+        self, sources: Iterable[Any] | AsyncIterable[Any], **options: Unpack[IngestOptions]
+    ) -> Ingest:
+        """Upload ``sources`` and run ``model`` on each (see ``gateway_async.pipeline``).
+
+        ``async for item in gw.ingest(paths, model=..., scope=...)``; the returned ``Ingest``
+        has ``.summary`` (counts, bytes, credits, duration) once iteration ended.
+        """
+        from .pipeline import ingest  # lazy: keeps `import gateway_async` light
+
+        return ingest(self, sources, **options)

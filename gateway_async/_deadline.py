@@ -39,10 +39,14 @@ class DeadlineWatch:
         self._due.pop(task, None)
 
     def expired(self, task: asyncio.Task[object]) -> bool:
-        """True once per expiry: whether the watch cancelled ``task``."""
+        """Whether the watch (and nobody else) cancelled ``task``; call it on CancelledError.
+
+        True once per expiry, and only when no other cancellation is pending: the task's
+        cancel request is withdrawn, so the caller can raise its own timeout error instead.
+        """
         if task in self._expired:
             self._expired.discard(task)
-            return True
+            return task.uncancel() == 0
         return False
 
     def close(self) -> None:

@@ -148,6 +148,12 @@ class Transport:
             )
         return self._session
 
+    def deadlines(self) -> DeadlineWatch:
+        """The client's deadline watch (the upload engine's stall watchdog uses it too)."""
+        self.session()
+        assert self._watch is not None
+        return self._watch
+
     async def aclose(self) -> None:
         self._closed = True
         if self._watch is not None:
@@ -222,7 +228,7 @@ class Transport:
                 try:
                     return await self._attempt(session, method, url, data, headers, params, connect)
                 except asyncio.CancelledError:
-                    if self._watch.expired(task) and task.uncancel() == 0:
+                    if self._watch.expired(task):
                         raise _RetryableError(
                             APITimeoutError(f"{method} {url.path} timed out")
                         ) from None

@@ -1,0 +1,105 @@
+"""The request body of a storage PUT: exactly ``size`` bytes, hashed and counted on the way.
+
+aiohttp sends ``Content-Length`` only for a payload that reports its size; without it, it
+falls back to chunked transfer encoding, which pre-signed storage URLs refuse. aiohttp also
+clips a body that is too long and hangs on one that is too short, so the payload itself
+checks the count and fails the attempt instead.
+
+sha256 runs in a worker thread (hashlib releases the GIL) one chunk ahead of the socket
+write, so hashing overlaps with sending instead of stalling the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final
+
+from aiohttp import payload
+from aiohttp.abc import AbstractStreamWriter
+
+from .._errors import UploadError
+from .sources import Source
+
+__all__ = ["StreamingBody"]
+
+_HASH_IN_THREAD: Final = 256 * 1024  # below this, a thread hand-off costs more than the hash
+
+Chunk = bytes | memoryview
+
+
+class StreamingBody(payload.Payload):
+    """Streams a Source once per PUT attempt. ``digest`` is the sha256 hex when it ends."""
+
+    _autoclose = True  # the source closes its own file when the stream ends
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        checksum: bool,
+        on_write: Callable[[int], None],
+        content_type: str,
+    ) -> None:
+        super().__init__(source, content_type=content_type)
+        self._size = source.size
+        self._source = source
+        self._checksum = checksum
+        self._on_write = on_write
+        self.sent = 0
+        self.digest: str | None = None
+        self.failure: BaseException | None = None
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a streaming upload body cannot be decoded")
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        try:
+            await self._stream(writer)
+        except BaseException as exc:
+            # aiohttp wraps body errors in ClientConnectionError; keep the real cause.
+            self.failure = exc
+            raise
+
+    async def _stream(self, writer: AbstractStreamWriter) -> None:
+        hasher = hashlib.sha256() if self._checksum else None
+        chunks = self._source.chunks()
+        pending = asyncio.ensure_future(_next_chunk(chunks, hasher))
+        try:
+            while (chunk := await pending) is not None:
+                pending = asyncio.ensure_future(_next_chunk(chunks, hasher))
+                if self.sent + len(chunk) > self._source.size:
+                    raise self._miscount("more")
+                await writer.write(chunk)
+                self.sent += len(chunk)
+                self._on_write(self.sent)
+        finally:
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+            await chunks.aclose()  # type: ignore[attr-defined]
+        if self.sent != self._source.size:
+            raise self._miscount("fewer")
+        self.digest = hasher.hexdigest() if hasher is not None else None
+
+    def _miscount(self, which: str) -> UploadError:
+        return UploadError(
+            f"{self._source.identity}: the source gave {which} bytes than its declared size "
+            f"{self._source.size}; the upload was not completed"
+        )
+
+
+async def _next_chunk(chunks: AsyncIterator[Chunk], hasher: Any) -> Chunk | None:
+    """Read the next chunk and fold it into the hash, off the event loop when it is large."""
+    chunk = await anext(chunks, None)
+    if chunk is not None and hasher is not None:
+        if len(chunk) >= _HASH_IN_THREAD:
+            await asyncio.to_thread(hasher.update, chunk)
+        else:
+            hasher.update(chunk)
+    return chunk

@@ -1,0 +1,93 @@
+"""``gw.media``: stream files, bytes, file objects or async iterables to the Gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .._batch import run_batch
+from .._config import NOT_GIVEN, NotGiven
+from .._errors import (
+    AuthenticationError,
+    GatewayError,
+    InsufficientFundsError,
+    PermissionDeniedError,
+)
+from .._transport import Transport
+from .._upload.engine import ProgressCallback, upload_source
+from .._upload.sources import SourceLike, prepare_source
+from .._upload.storage import Storage
+from ..models import MediaRef
+from ._base import CallTimeout, Resource
+
+__all__ = ["Media"]
+
+# A key refused for uploads is refused for every file, unlike a model-specific 403 on runs.
+_DOOMING = (AuthenticationError, InsufficientFundsError, PermissionDeniedError)
+
+
+class Media(Resource):
+    """Upload media; the resulting MediaRef goes straight into run inputs."""
+
+    __slots__ = ("_storage",)
+
+    def __init__(self, transport: Transport, storage: Storage) -> None:
+        super().__init__(transport)
+        self._storage = storage
+
+    async def upload(
+        self,
+        source: SourceLike,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        size: int | None = None,
+        checksum: bool = True,
+        on_progress: ProgressCallback | None = None,
+        timeout: CallTimeout | NotGiven = NOT_GIVEN,
+    ) -> MediaRef:
+        """Upload one source: a path, bytes, a seekable binary file, or an async iterable
+        of bytes with ``size=``. Bad input raises InvalidRequestError before any request.
+
+        ``timeout`` bounds the ``init`` and ``complete`` calls; the PUT itself has no total
+        bound (multi-GB files take what they take) but fails when it stalls.
+        """
+        prepared = await prepare_source(
+            source, filename=filename, content_type=content_type, size=size
+        )
+        return await upload_source(
+            self._transport,
+            self._storage,
+            prepared,
+            checksum=checksum,
+            on_progress=on_progress,
+            timeout=timeout,
+        )
+
+    async def upload_many(
+        self,
+        sources: Iterable[SourceLike],
+        *,
+        concurrency: int = 8,
+        checksum: bool = True,
+        on_progress: ProgressCallback | None = None,
+    ) -> list[MediaRef | GatewayError]:
+        """Upload many sources, at most ``concurrency`` at once; results in input order.
+
+        Each result is a MediaRef or the GatewayError of that source; one bad file never
+        stops the others, but 401/402/403 stop new uploads (the rest: NotAttemptedError).
+        ``sources`` is consumed lazily, so memory does not grow with its length.
+        """
+
+        async def one(index: int, source: SourceLike) -> MediaRef:
+            prepared = await prepare_source(source)
+            return await upload_source(
+                self._transport,
+                self._storage,
+                prepared,
+                checksum=checksum,
+                on_progress=on_progress,
+                index=index,
+                timeout=NOT_GIVEN,
+            )
+
+        return await run_batch(sources, one, concurrency=concurrency, dooming=_DOOMING)
