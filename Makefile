@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SRC := $(wildcard gateway_async tests benchmarks examples)
 
-.PHONY: test lint typecheck pytest bench clean
+.PHONY: test lint typecheck pytest bench clean demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,cli,bench]'
 	$(BIN)/python -m benchmarks.run_all
+
+demo: $(STAMP)
+	$(BIN)/gateway-async demo --media examples/media
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

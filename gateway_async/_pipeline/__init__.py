@@ -1,0 +1,1 @@
+"""The ingest pipeline's parts; ``gateway_async.pipeline`` is the public face."""

@@ -1,0 +1,106 @@
+"""Two small flow controls of the ingest pipeline: AIMD concurrency and the spend budget.
+
+Both are plain objects of one event loop (no locks needed), with synchronous releases so
+they can be used safely in ``finally`` blocks of cancelled tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from decimal import Decimal
+
+__all__ = ["AIMDLimiter", "SpendBudget"]
+
+
+class AIMDLimiter:
+    """A concurrency limit that halves when throttled and grows by one after a success streak.
+
+    TCP's additive-increase / multiplicative-decrease: ``acquire()`` returns a token (the
+    limit's epoch when the slot was granted); ``release(token, throttled=True)`` halves the
+    limit only if no decrease happened since that token was issued, so a burst of 429s from
+    requests that were all in flight together counts as one signal, not as five halvings.
+    ``limit`` successes in a row grow it by one, up to ``maximum``.
+    """
+
+    def __init__(self, maximum: int, *, minimum: int = 1) -> None:
+        if not 1 <= minimum <= maximum:
+            raise ValueError("need 1 <= minimum <= maximum")
+        self.maximum = maximum
+        self.minimum = minimum
+        self.limit = maximum
+        self.active = 0
+        self.epoch = 0
+        self._streak = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> int:
+        """Wait for a slot; returns the token to hand back to ``release``."""
+        if self.active < self.limit and not self._waiters:
+            self.active += 1
+            return self.epoch
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._free()  # granted just as we were cancelled: give the slot back
+            else:
+                self._waiters.remove(waiter)
+            raise
+        return self.epoch
+
+    def release(self, token: int, *, throttled: bool = False, succeeded: bool = False) -> None:
+        """Give a slot back, reporting whether its request was throttled or succeeded."""
+        if throttled:
+            self._streak = 0
+            if token == self.epoch and self.limit > self.minimum:
+                self.limit = max(self.minimum, self.limit // 2)
+                self.epoch += 1
+        elif succeeded:
+            self._streak += 1
+            if self._streak >= self.limit and self.limit < self.maximum:
+                self.limit += 1
+                self._streak = 0
+        self._free()
+
+    def _free(self) -> None:
+        self.active -= 1
+        while self._waiters and self.active < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.active += 1
+                waiter.set_result(None)
+
+
+class SpendBudget:
+    """Credits the pipeline may still spend: each in-flight run reserves its price first.
+
+    ``reserve()`` succeeds while spent + reserved + price fits the limit; when it does not fit
+    but runs are in flight it waits for them to settle (their real cost may be lower), and
+    answers False once nothing is in flight and the next run still would not fit.
+    """
+
+    def __init__(self, limit: Decimal, price: Decimal) -> None:
+        self.limit = limit
+        self.price = price
+        self.spent = Decimal(0)
+        self.reserved = Decimal(0)
+        self._settled = asyncio.Event()
+
+    async def reserve(self) -> bool:
+        while self.spent + self.reserved + self.price > self.limit:
+            if not self.reserved:
+                return False
+            await self._settled.wait()
+        self.reserved += self.price
+        return True
+
+    def settle(self, charged: Decimal | None) -> None:
+        """A reserved run ended; ``charged`` is what it cost (None: it was not charged)."""
+        self.reserved -= self.price
+        self.spent += charged or Decimal(0)
+        # Wake every waiter and arm a fresh event for the next round.
+        self._settled.set()
+        self._settled = asyncio.Event()

@@ -1,0 +1,121 @@
+"""The options of one ingest, checked when ``ingest()`` is called, before any work starts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Required, TypeAlias, TypedDict
+
+import attrs
+
+from .._errors import InvalidRequestError
+from ..models import MarketplaceModel, MediaRef
+from ._types import IngestEvent
+
+if TYPE_CHECKING:
+    from .._journal import Journal
+
+__all__ = ["IngestOptions", "InputFn", "ParamsArg", "Settings", "input_field_of"]
+
+InputFn: TypeAlias = Callable[[MediaRef, Any], Any]
+ParamsArg: TypeAlias = Mapping[str, Any] | Callable[[Any], Mapping[str, Any] | None] | None
+JournalArg: TypeAlias = "str | os.PathLike[str] | Journal | None"
+
+
+class IngestOptions(TypedDict, total=False):
+    """The keyword arguments of ``ingest()`` (see ``Settings`` for their defaults)."""
+
+    model: Required[str]
+    mode: str
+    scope: str | None
+    input: InputFn | None
+    input_field: str | None
+    params: ParamsArg
+    upload_concurrency: int
+    run_concurrency: int
+    journal: JournalArg
+    max_spend: Decimal | None
+    ordered: bool
+    checksum: bool
+    on_event: Callable[[IngestEvent], None] | None
+
+
+def _positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequestError(f"{name}: must be a positive integer", field=name)
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """What to ingest into, and how hard to push."""
+
+    model: str
+    mode: str = "index"
+    scope: str | None = None
+    input: InputFn | None = None
+    input_field: str | None = None
+    params: ParamsArg = None
+    upload_concurrency: int = 8
+    run_concurrency: int = 32
+    journal: JournalArg = None
+    max_spend: Decimal | None = None
+    ordered: bool = False
+    checksum: bool = True
+    on_event: Callable[[IngestEvent], None] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise InvalidRequestError("model: pass a model slug", field="model")
+        _positive("upload_concurrency", self.upload_concurrency)
+        _positive("run_concurrency", self.run_concurrency)
+        if self.input is not None and self.input_field is not None:
+            raise InvalidRequestError("pass input= or input_field=, not both", field="input")
+        if self.input is not None and not callable(self.input):
+            raise InvalidRequestError("input: expected callable(media_ref, source)", field="input")
+        if self.params is not None and not (
+            callable(self.params) or isinstance(self.params, Mapping)
+        ):
+            raise InvalidRequestError("params: expected a dict or callable(source)", field="params")
+        if self.max_spend is not None and (
+            not isinstance(self.max_spend, Decimal) or not self.max_spend.is_finite()
+        ):
+            raise InvalidRequestError("max_spend: expected a Decimal", field="max_spend")
+
+    @property
+    def job(self) -> str:
+        """What the journal calls this ingest's work on each source."""
+        return f"{self.model}\0{self.mode}\0{self.scope or ''}"
+
+    @property
+    def window(self) -> int:
+        """Sources in flight at most: bounds memory, and the reorder buffer of ``ordered``."""
+        return 2 * (self.upload_concurrency + self.run_concurrency)
+
+    def input_for(self, field: str | None, media: MediaRef, source: Any) -> Any:
+        if self.input is not None:
+            return self.input(media, source)
+        return {field: media.media_ref}
+
+    def params_for(self, source: Any) -> Mapping[str, Any] | None:
+        if callable(self.params):
+            return self.params(source)
+        return self.params
+
+
+def input_field_of(settings: Settings, model: MarketplaceModel) -> str | None:
+    """The input field that takes the media_ref: given, or the model's only required one."""
+    if settings.input is not None or settings.input_field is not None:
+        return settings.input_field
+    schema = model.input_schema
+    required = schema.get("required")
+    properties = schema.get("properties")
+    if isinstance(required, list) and len(required) == 1 and isinstance(required[0], str):
+        return required[0]
+    if isinstance(properties, dict) and len(properties) == 1:
+        return str(next(iter(properties)))
+    raise InvalidRequestError(
+        f"input: cannot tell which input field of {model.slug} takes the media_ref; "
+        "pass input_field= or input=",
+        field="input",
+    )

@@ -1,0 +1,112 @@
+"""The emulator's shared context: settings, state, stores and counters used by both
+listeners (the API and the storage endpoint), plus small request helpers for handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ._auth import Auth
+from ._db import Db
+from ._embed import embed_file
+from ._errors import ApiError
+from ._faults import FaultInjector, Faults
+from ._idempotency import Idempotency
+from ._models import Catalogue
+from ._ratelimit import RateLimit, TokenBuckets
+from ._state import Clock, State
+from ._stats import EmulatorStats
+from ._vectors import VectorStore
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the caller configured."""
+
+    api_keys: tuple[str, ...]
+    browser_tokens: tuple[str, ...]
+    max_upload_size: int
+    upload_ttl: float
+    clock: Clock
+
+
+class Core:
+    """Everything a handler needs, reachable as ``request.app[CORE]``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        root: Path,
+        db: Db,
+        catalogue: Catalogue,
+        faults: Faults | None,
+        rate_limit: RateLimit | None,
+        initial_balance: Decimal,
+    ) -> None:
+        self.settings = settings
+        self.clock = settings.clock
+        self.stats = EmulatorStats()
+        self.state = State(db, settings.clock, initial_balance)
+        self.vectors = VectorStore(db, self.stats.index_sizes)
+        self.catalogue = catalogue
+        self.auth = Auth(settings.api_keys, settings.browser_tokens)
+        self.faults = FaultInjector(faults)
+        self.limiter = None if rate_limit is None else TokenBuckets(rate_limit, settings.clock)
+        self.idempotency = Idempotency(self.state, self.stats, settings.clock)
+        self.media_root = root / "media"
+        for sub in ("objects", "uploads", "tmp"):
+            (self.media_root / sub).mkdir(parents=True, exist_ok=True)
+        self.storage_url = ""
+        self._embeddings: dict[str, list[float]] = {}
+
+    def media_file(self, media_ref: str) -> Path:
+        """Where the bytes of a completed upload live."""
+        return self.media_root / "objects" / media_ref
+
+    def upload_file(self, upload_id: str) -> Path:
+        """Where the last complete PUT of an upload lives until ``complete``."""
+        return self.media_root / "uploads" / upload_id
+
+    async def embed_media(self, media_ref: str) -> list[float]:
+        """The (cached) image embedding of stored media, computed off the event loop."""
+        if media_ref not in self._embeddings:
+            vector = await asyncio.to_thread(embed_file, self.media_file(media_ref))
+            self._embeddings[media_ref] = vector
+        return self._embeddings[media_ref]
+
+
+CORE = web.AppKey("core", Core)
+CREDENTIAL = web.RequestKey("credential", str)
+
+
+def credential(request: web.Request) -> str:
+    """The authenticated caller of this request (set by the API middleware)."""
+    return request[CREDENTIAL]
+
+
+async def read_object(request: web.Request) -> tuple[bytes, dict[str, Any]]:
+    """The raw body and its JSON object; 400 when it is not JSON or not an object."""
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, f"the request body must be a JSON object, not {type(body).__name__}")
+    return raw, body
+
+
+def refuse_unknown(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """422 for the first field of ``body`` outside ``allowed``."""
+    for name in body:
+        if name not in allowed:
+            raise ApiError(
+                422, f"unknown field {name!r}; allowed fields: {', '.join(allowed)}", field=name
+            )

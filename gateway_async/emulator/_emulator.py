@@ -1,0 +1,162 @@
+"""``Emulator``: start the Gateway and storage listeners on loopback, expose their URLs,
+counters and a few test controls (faults, balance, where media bytes live)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ._app import build_api_app, build_storage_app
+from ._core import Core, Settings
+from ._db import Db
+from ._faults import Faults
+from ._models import Catalogue
+from ._ratelimit import RateLimit
+from ._stats import EmulatorStats
+
+if TYPE_CHECKING:
+    from gateway_async import Gateway
+
+DEFAULT_API_KEY = "gw_local_dev_key"
+
+
+class Emulator:
+    """A local Gateway; use ``async with Emulator() as emu`` or ``start()``/``close()``."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        storage_port: int = 0,
+        api_keys: Iterable[str] = (DEFAULT_API_KEY,),
+        browser_tokens: Iterable[str] = (),
+        data_dir: Path | str | None = None,
+        initial_balance: Decimal = Decimal("100.0000"),
+        max_upload_size: int = 5 * 1024**3,
+        upload_ttl: float = 900.0,
+        faults: Faults | None = None,
+        rate_limit: RateLimit | None = None,
+        clock: Callable[[], float] = time.time,
+        extra_models: Iterable[Mapping[str, Any]] = (),
+    ) -> None:
+        keys = tuple(api_keys)
+        if not keys:
+            raise ValueError("Emulator needs at least one API key")
+        self.host, self._port, self._storage_port = host, port, storage_port
+        self._settings = Settings(keys, tuple(browser_tokens), max_upload_size, upload_ttl, clock)
+        self._data_dir = None if data_dir is None else Path(data_dir)
+        self._initial_balance = initial_balance
+        self._faults = faults
+        self._rate_limit = rate_limit
+        self._catalogue = Catalogue(extra_models)
+        self._core: Core | None = None
+        self._db: Db | None = None
+        self._temp: tempfile.TemporaryDirectory[str] | None = None
+        self._runners: list[web.AppRunner] = []
+        self.base_url = ""
+        self.storage_url = ""
+
+    @property
+    def api_key(self) -> str:
+        """The first configured API key."""
+        return self._settings.api_keys[0]
+
+    @property
+    def core(self) -> Core:
+        """The running emulator's shared state (RuntimeError before ``start()``)."""
+        if self._core is None:
+            raise RuntimeError("the emulator is not running: call start() first")
+        return self._core
+
+    @property
+    def stats(self) -> EmulatorStats:
+        """Live counters."""
+        return self.core.stats
+
+    async def start(self) -> None:
+        """Open the state, bind both listeners and record their URLs."""
+        if self._data_dir is None:
+            self._temp = tempfile.TemporaryDirectory(prefix="gateway-emulator-")
+            root, db_path = Path(self._temp.name), None
+        else:
+            self._data_dir.mkdir(parents=True, exist_ok=True)
+            root, db_path = self._data_dir, self._data_dir / "state.sqlite3"
+        self._db = Db(db_path)
+        self._core = core = Core(
+            self._settings,
+            root=root,
+            db=self._db,
+            catalogue=self._catalogue,
+            faults=self._faults,
+            rate_limit=self._rate_limit,
+            initial_balance=self._initial_balance,
+        )
+        try:
+            self.storage_url = await self._serve(build_storage_app(core), self._storage_port)
+            core.storage_url = self.storage_url
+            self.base_url = await self._serve(build_api_app(core), self._port)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _serve(self, app: web.Application, port: int) -> str:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(runner, self.host, port)
+        await site.start()
+        bound = runner.addresses[0][1]  # the real port when 0 was asked for
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{bound}"
+
+    async def close(self) -> None:
+        """Stop both listeners and release the state (idempotent)."""
+        runners, self._runners = self._runners, []
+        for runner in reversed(runners):
+            await runner.cleanup()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._temp is not None:
+            self._temp.cleanup()
+            self._temp = None
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def set_faults(self, faults: Faults | None) -> None:
+        """Replace the fault configuration (the generator restarts from its seed)."""
+        self.core.faults.configure(faults)
+
+    def set_balance(self, balance: Decimal) -> None:
+        """Set the wallet balance."""
+        self.core.state.set_balance(balance)
+
+    def media_path(self, media_ref: str) -> Path:
+        """Where the bytes of a completed upload are stored (KeyError if unknown)."""
+        if media_ref not in self.core.state.media:
+            raise KeyError(media_ref)
+        return self.core.media_file(media_ref)
+
+    def client(self, **kwargs: Any) -> Gateway:
+        """A ``gateway_async.Gateway`` bound to this emulator and its first API key."""
+        from gateway_async import Gateway
+
+        return Gateway(api_key=self.api_key, base_url=self.base_url, **kwargs)

@@ -1,0 +1,120 @@
+"""``Idempotency-Key`` for POSTs: replay the first successful response, 409 on a new body.
+
+A record is keyed by (credential, method, path, key) and remembers the hash of the
+canonical JSON body with the first 2xx response, for 24 hours. Error responses are not
+remembered: a retry after a 4xx/5xx re-evaluates the request. A per-record lock makes
+two concurrent identical requests execute once: the second waits, then replays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+from ._errors import JSON_TYPE, ApiError
+from ._state import Clock, Replay, State
+from ._stats import EmulatorStats
+from ._wire import canonical
+
+HEADER = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+RETENTION = 24 * 3600.0
+
+
+def check_key(key: str) -> None:
+    """Refuse a key that is not 1..255 printable ASCII characters (422)."""
+    if not 1 <= len(key) <= 255 or not all(" " <= ch <= "~" for ch in key):
+        raise ApiError(
+            422,
+            f"the {HEADER} header must be 1 to 255 printable ASCII characters",
+            field=HEADER,
+        )
+
+
+def body_hash(raw: bytes) -> str:
+    """SHA-256 of the canonical JSON form of ``raw`` (of the bytes when not JSON)."""
+    try:
+        text = canonical(json.loads(raw)).encode()
+    except ValueError:
+        text = raw
+    return hashlib.sha256(text).hexdigest()
+
+
+class Idempotency:
+    """Stored replays plus the locks that serialise requests sharing a key."""
+
+    def __init__(self, state: State, stats: EmulatorStats, clock: Clock) -> None:
+        self._state = state
+        self._stats = stats
+        self._clock = clock
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def _hold(self, record_key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(record_key, (asyncio.Lock(), 0))
+        self._locks[record_key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[record_key]
+            if users == 1:
+                del self._locks[record_key]
+            else:
+                self._locks[record_key] = (lock, users - 1)
+
+    async def handle(
+        self,
+        request: web.Request,
+        credential: str,
+        raw: bytes,
+        handler: Callable[[], Awaitable[web.Response]],
+    ) -> web.Response:
+        """Run ``handler`` once per key and body; replay its 2xx answer afterwards."""
+        key = request.headers.get(HEADER)
+        if key is None:
+            return await handler()
+        check_key(key)
+        parts = canonical([credential, request.method, request.path, key])
+        record_key = hashlib.sha256(parts.encode()).hexdigest()
+        digest = body_hash(raw)
+        async with self._hold(record_key):
+            replay = self._lookup(record_key)
+            if replay is not None:
+                return self._replay(replay, digest)
+            response = await handler()
+            if 200 <= response.status < 300 and isinstance(response.body, bytes):
+                body = response.body.decode()
+                self._state.save_replay(
+                    record_key, Replay(digest, response.status, body, self._clock())
+                )
+            return response
+
+    def _lookup(self, record_key: str) -> Replay | None:
+        replay = self._state.replays.get(record_key)
+        if replay is not None and replay.created_at + RETENTION < self._clock():
+            self._state.forget_replay(record_key)
+            return None
+        return replay
+
+    def _replay(self, replay: Replay, digest: str) -> web.Response:
+        if replay.body_hash != digest:
+            raise ApiError(
+                409,
+                f"this {HEADER} was already used with a different request body; "
+                "use a new key for a new request",
+                field=HEADER,
+            )
+        self._stats.replays += 1
+        return web.Response(
+            text=replay.body,
+            status=replay.status,
+            content_type=JSON_TYPE,
+            charset="utf-8",
+            headers={REPLAYED: "true"},
+        )

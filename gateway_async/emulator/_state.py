@@ -1,0 +1,133 @@
+"""The workspace's durable state: wallet, usage, uploads, media and idempotency records.
+
+Everything lives in memory for fast reads and is written through to :class:`Db` as it
+changes, so an emulator restarted on the same data directory picks up where it left off.
+The emulator serves one workspace; every configured credential shares its wallet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from ._db import Db
+
+Clock = Callable[[], float]
+_T = TypeVar("_T")
+
+
+@dataclass
+class Upload:
+    """One media upload from ``init`` until ``complete``."""
+
+    upload_id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str | None
+    expires_at: float
+    put_sha256: str | None = None
+    media_ref: str | None = None
+
+
+@dataclass
+class Media:
+    """A completed upload, addressed by its ``media_ref``."""
+
+    media_ref: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+    def public(self) -> dict[str, Any]:
+        """The contract's ``complete`` response body."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Usage:
+    """One charged run."""
+
+    run_id: str
+    model: str
+    credits: str
+    at: float
+
+
+@dataclass
+class Replay:
+    """The first successful response to an idempotent request."""
+
+    body_hash: str
+    status: int
+    body: str
+    created_at: float
+
+
+def _restore(cls: type[_T], records: dict[str, dict[str, Any]]) -> dict[str, _T]:
+    return {key: cls(**value) for key, value in records.items()}
+
+
+class State:
+    """Wallet, usage, uploads, media and replays, written through to the database."""
+
+    def __init__(self, db: Db, clock: Clock, initial_balance: Decimal) -> None:
+        self._db = db
+        self._clock = clock
+        meta = db.load("meta")
+        if "wallet" not in meta:
+            meta["wallet"] = {"balance": str(initial_balance), "updated_at": clock()}
+            meta["secret"] = {"hex": secrets.token_hex(32)}
+            for key, value in meta.items():
+                db.put("meta", key, value)
+        self.balance = Decimal(meta["wallet"]["balance"])
+        self.updated_at: float = meta["wallet"]["updated_at"]
+        self.secret = bytes.fromhex(meta["secret"]["hex"])
+        self.uploads = _restore(Upload, db.load("uploads"))
+        self.media = _restore(Media, db.load("media"))
+        self.usage = list(_restore(Usage, db.load("usage")).values())
+        self.replays = _restore(Replay, db.load("idempotency"))
+
+    def set_balance(self, balance: Decimal) -> None:
+        """Replace the wallet balance."""
+        self.balance = balance
+        self.updated_at = self._clock()
+        self._db.put("meta", "wallet", {"balance": str(balance), "updated_at": self.updated_at})
+
+    def charge(self, run_id: str, model: str, price: Decimal) -> None:
+        """Debit the wallet and record the usage of one run."""
+        self.set_balance(self.balance - price)
+        usage = Usage(run_id, model, str(price), self.updated_at)
+        self.usage.append(usage)
+        self._db.put("usage", run_id, dataclasses.asdict(usage))
+
+    def refund(self, run_id: str, price: Decimal) -> None:
+        """Undo :meth:`charge` for a run that could not execute."""
+        self.set_balance(self.balance + price)
+        self.usage = [u for u in self.usage if u.run_id != run_id]
+        self._db.delete("usage", run_id)
+
+    def save_upload(self, upload: Upload) -> None:
+        """Store or update an upload."""
+        self.uploads[upload.upload_id] = upload
+        self._db.put("uploads", upload.upload_id, dataclasses.asdict(upload))
+
+    def save_media(self, media: Media) -> None:
+        """Store a completed media object."""
+        self.media[media.media_ref] = media
+        self._db.put("media", media.media_ref, dataclasses.asdict(media))
+
+    def save_replay(self, key: str, replay: Replay) -> None:
+        """Remember a response for an idempotency key."""
+        self.replays[key] = replay
+        self._db.put("idempotency", key, dataclasses.asdict(replay))
+
+    def forget_replay(self, key: str) -> None:
+        """Drop an expired idempotency record."""
+        self.replays.pop(key, None)
+        self._db.delete("idempotency", key)

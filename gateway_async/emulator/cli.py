@@ -1,0 +1,118 @@
+"""Command line: ``python -m gateway_async.emulator`` (and ``gateway-async emulator``).
+
+Serves until SIGINT or SIGTERM. Binds loopback unless ``--allow-remote`` is given: the
+emulator has a well-known default key and no TLS, so exposing it is a deliberate choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import signal
+import sys
+from decimal import Decimal, InvalidOperation
+
+from ._emulator import DEFAULT_API_KEY, Emulator
+from ._faults import Faults
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not a decimal: {text!r}") from None
+
+
+def _faults(text: str) -> Faults:
+    try:
+        return Faults.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The emulator's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="gateway-async emulator", description="Run a local Gateway emulator."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
+    parser.add_argument("--port", type=int, default=8080, help="API port (0 = any free port)")
+    parser.add_argument("--storage-port", type=int, default=0, help="storage listener port")
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help=f"accepted API key, repeatable (default {DEFAULT_API_KEY})",
+    )
+    parser.add_argument("--data-dir", help="keep media and state here across restarts")
+    parser.add_argument("--faults", type=_faults, help='e.g. "503=0.1,429=0.05,latency=0-0.02"')
+    parser.add_argument(
+        "--balance",
+        type=_decimal,
+        default=Decimal("100.0000"),
+        help="initial wallet balance in credits",
+    )
+    parser.add_argument(
+        "--allow-remote", action="store_true", help="allow binding an address other than loopback"
+    )
+    return parser
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _serve(emulator: Emulator) -> None:
+    async with emulator:
+        print(
+            f"Gateway emulator running (Ctrl+C to stop)\nbase URL: {emulator.base_url}\n"
+            f"storage URL: {emulator.storage_url}\nAPI key: {emulator.api_key}",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    print("Gateway emulator stopped", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the emulator until interrupted; the exit status."""
+    args = build_parser().parse_args(argv)
+    if not is_loopback(args.host):
+        if not args.allow_remote:
+            print(
+                f"refusing to bind {args.host}: not a loopback address. The emulator has no "
+                "TLS and a well-known key; pass --allow-remote to bind it anyway.",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            f"WARNING: binding {args.host}: anyone who can reach it can use the emulator.",
+            file=sys.stderr,
+            flush=True,
+        )
+    emulator = Emulator(
+        host=args.host,
+        port=args.port,
+        storage_port=args.storage_port,
+        api_keys=args.api_keys or (DEFAULT_API_KEY,),
+        data_dir=args.data_dir,
+        initial_balance=args.balance,
+        faults=args.faults,
+    )
+    try:
+        asyncio.run(_serve(emulator))
+    except OSError as exc:
+        print(f"cannot start the emulator: {exc}", file=sys.stderr)
+        return 1
+    return 0
