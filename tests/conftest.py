@@ -96,7 +96,9 @@ class FakeServer:
         self._routes: dict[tuple[str, str], list[Handler]] = {}
         self.app = web.Application()
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self.runner = web.AppRunner(self.app, handle_signals=False, handler_cancellation=True)
+        self.runner = web.AppRunner(
+            self.app, handle_signals=False, handler_cancellation=True, shutdown_timeout=0.5
+        )
         self.url = ""
 
     def on(self, method: str, path: str, *handlers: Handler) -> None:

@@ -50,6 +50,7 @@ class StreamingBody(payload.Payload):
         self.sent = 0
         self.digest: str | None = None
         self.failure: BaseException | None = None
+        self._writer: asyncio.Task[Any] | None = None
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         raise TypeError("a streaming upload body cannot be decoded")
@@ -60,6 +61,10 @@ class StreamingBody(payload.Payload):
     async def write_with_length(
         self, writer: AbstractStreamWriter, content_length: int | None
     ) -> None:
+        # aiohttp itself may write the body again on a fresh connection (an idempotent PUT
+        # on a reused connection that turned out dead): every write starts from byte 0.
+        self.sent, self.digest, self.failure = 0, None, None
+        self._writer = asyncio.current_task()
         try:
             await self._stream(writer)
         except BaseException as exc:
@@ -67,25 +72,49 @@ class StreamingBody(payload.Payload):
             self.failure = exc
             raise
 
+    async def settle(self) -> None:
+        """Stop aiohttp's body writer task and wait for it, so the source is closed.
+
+        aiohttp cancels that task when the request ends but does not wait for it; without
+        this, a cancelled upload could return while its file is still open.
+        """
+        writer = self._writer
+        if writer is not None and writer is not asyncio.current_task() and not writer.done():
+            writer.cancel()
+            await asyncio.wait([writer])
+
     async def _stream(self, writer: AbstractStreamWriter) -> None:
         hasher = hashlib.sha256() if self._checksum else None
+        size = self._source.size
         chunks = self._source.chunks()
         pending = asyncio.ensure_future(_next_chunk(chunks, hasher))
         try:
-            while (chunk := await pending) is not None:
+            chunk = await pending
+            while chunk is not None:
                 pending = asyncio.ensure_future(_next_chunk(chunks, hasher))
-                if self.sent + len(chunk) > self._source.size:
+                end = self.sent + len(chunk)
+                if end > size:
                     raise self._miscount("more")
+                if end == size:
+                    # Before the final bytes leave: reach the end of the source (and its
+                    # change check) and finish the hash. Storage then never holds a complete
+                    # copy of a torn source, and the digest is ready before it can answer
+                    # (aiohttp cancels the body writer once the response is in).
+                    if await pending is not None:
+                        raise self._miscount("more")
+                    self.digest = hasher.hexdigest() if hasher is not None else None
                 await writer.write(chunk)
-                self.sent += len(chunk)
-                self._on_write(self.sent)
+                self.sent = end
+                self._on_write(end)
+                chunk = None if end == size else await pending
         finally:
             pending.cancel()
             await asyncio.gather(pending, return_exceptions=True)
             await chunks.aclose()  # type: ignore[attr-defined]
-        if self.sent != self._source.size:
+        if self.sent != size:
             raise self._miscount("fewer")
-        self.digest = hasher.hexdigest() if hasher is not None else None
+        if size == 0:
+            self.digest = hasher.hexdigest() if hasher is not None else None
 
     def _miscount(self, which: str) -> UploadError:
         return UploadError(

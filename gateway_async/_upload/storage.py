@@ -123,6 +123,7 @@ class Storage:
                     UploadError(f"storage PUT failed: {type(exc).__name__}: {exc}", retryable=True)
                 ) from exc
             finally:
+                await body.settle()
                 watch.release(task)
         if isinstance(body.failure, GatewayError):
             raise body.failure
