@@ -4,7 +4,11 @@ raise and a fragment of its message. Nothing may hang, and the key never shows."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import inspect
+import io
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -265,6 +269,102 @@ async def test_hostile_server_table(
     assert TEST_KEY not in repr(info.value)
 
 
+# -- upload bad input ---------------------------------------------------------------------
+
+
+class _Unseekable(io.RawIOBase):
+    def readable(self) -> bool:
+        return True
+
+
+async def _no_size_stream() -> AsyncIterator[bytes]:
+    yield b"x"
+
+
+def _fifo(tmp: Path) -> Path:
+    os.mkfifo(tmp / "pipe")
+    return tmp / "pipe"
+
+
+def _closed_file(tmp: Path) -> Any:
+    (tmp / "f.bin").write_bytes(b"abc")
+    handle = open(tmp / "f.bin", "rb")  # noqa: SIM115 - closed on purpose
+    handle.close()
+    return handle
+
+
+def _text_file(tmp: Path) -> Any:
+    (tmp / "f.txt").write_text("abc")
+    return open(tmp / "f.txt")
+
+
+def _file(tmp: Path) -> Path:
+    (tmp / "f.bin").write_bytes(b"abc")
+    return tmp / "f.bin"
+
+
+# (name, source builder, upload() options, message fragment)
+UPLOAD_CASES: list[tuple[str, Callable[[Path], Any], dict[str, Any], str]] = [
+    ("missing path", lambda tmp: tmp / "nope.png", {}, "does not exist"),
+    ("directory", lambda tmp: tmp, {}, "is a directory"),
+    ("fifo", _fifo, {}, "not a regular file"),
+    ("negative size", lambda tmp: b"abc", {"size": -1}, "non-negative"),
+    ("wrong size for bytes", lambda tmp: b"abc", {"size": 5}, "source holds 3 bytes"),
+    ("wrong size for a path", _file, {"size": 4}, "source holds 3 bytes"),
+    ("size not an int", lambda tmp: b"abc", {"size": "3"}, "not a byte count"),
+    ("async iterable without size", lambda tmp: _no_size_stream(), {}, "needs size="),
+    ("closed file object", _closed_file, {}, "closed"),
+    ("text-mode file object", _text_file, {}, "text mode"),
+    ("unseekable file object", lambda tmp: _Unseekable(), {}, "not seekable"),
+    ("filename with a slash", lambda tmp: b"x", {"filename": "../a.png"}, "path separator"),
+    ("filename with a backslash", lambda tmp: b"x", {"filename": "a\\b.png"}, "separator"),
+    ("filename with a newline", lambda tmp: b"x", {"filename": "a\n.png"}, "control char"),
+    ("filename '..'", lambda tmp: b"x", {"filename": ".."}, "non-empty file name"),
+    ("content type not MIME", lambda tmp: b"x", {"content_type": "png"}, "not a MIME type"),
+    ("not a source at all", lambda tmp: 42, {}, "not an upload source"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "build", "options", "fragment"), UPLOAD_CASES, ids=[c[0] for c in UPLOAD_CASES]
+)
+async def test_upload_input_table(
+    server: FakeServer,
+    gw: Gateway,
+    tmp_path: Path,
+    name: str,
+    build: Callable[[Path], Any],
+    options: dict[str, Any],
+    fragment: str,
+) -> None:
+    """Each bad upload input is refused before any request, naming what to fix."""
+    source = build(tmp_path)
+    try:
+        with pytest.raises(InvalidRequestError, match=fragment):
+            await gw.media.upload(source, **options)
+    finally:
+        if isinstance(source, io.IOBase) and not source.closed:
+            source.close()
+        if inspect.isasyncgen(source):
+            await source.aclose()
+    assert server.seen == []
+
+
+async def test_unreadable_file_is_refused_before_any_request(
+    server: FakeServer, gw: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Permission bits do not stop root (CI), so the open itself is made to fail."""
+
+    def denied(path: Path) -> Any:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("gateway_async._upload.sources._open", denied)
+    with pytest.raises(InvalidRequestError, match="cannot be read: Permission denied"):
+        await gw.media.upload(_file(tmp_path))
+    assert server.seen == []
+
+
 def test_table_has_at_least_forty_cases() -> None:
     """The issue asks for at least 40 cases across the tables."""
-    assert len(CONFIG_CASES) + len(RUN_CASES) + len(HOSTILE) >= 40
+    total = len(CONFIG_CASES) + len(RUN_CASES) + len(HOSTILE) + len(UPLOAD_CASES)
+    assert total >= 40
