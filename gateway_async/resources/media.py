@@ -51,16 +51,14 @@ class Media(Resource):
         ``timeout`` bounds the ``init`` and ``complete`` calls; the PUT itself has no total
         bound (multi-GB files take what they take) but fails when it stalls.
         """
-        prepared = await prepare_source(
-            source, filename=filename, content_type=content_type, size=size
-        )
-        return await upload_source(
-            self._transport,
-            self._storage,
-            prepared,
+        return await self._upload(
+            source,
             checksum=checksum,
             on_progress=on_progress,
             timeout=timeout,
+            filename=filename,
+            content_type=content_type,
+            size=size,
         )
 
     async def upload_many(
@@ -79,15 +77,33 @@ class Media(Resource):
         """
 
         async def one(index: int, source: SourceLike) -> MediaRef:
-            prepared = await prepare_source(source)
-            return await upload_source(
-                self._transport,
-                self._storage,
-                prepared,
-                checksum=checksum,
-                on_progress=on_progress,
-                index=index,
-                timeout=NOT_GIVEN,
+            return await self._upload(
+                source, checksum=checksum, on_progress=on_progress, timeout=NOT_GIVEN, index=index
             )
 
         return await run_batch(sources, one, concurrency=concurrency, dooming=_DOOMING)
+
+    async def _upload(
+        self,
+        source: SourceLike,
+        *,
+        checksum: bool,
+        on_progress: ProgressCallback | None,
+        timeout: CallTimeout | NotGiven,
+        index: int | None = None,
+        filename: str | None = None,
+        content_type: str | None = None,
+        size: int | None = None,
+    ) -> MediaRef:
+        prepared = await prepare_source(
+            source, filename=filename, content_type=content_type, size=size
+        )
+        return await upload_source(
+            self._transport,
+            self._storage,
+            prepared,
+            checksum=checksum,
+            on_progress=on_progress,
+            index=index,
+            timeout=timeout,
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -105,43 +105,41 @@ async def test_async_iterable_is_not_retried(servers: UploadServers, gw: Gateway
     assert servers.completes == []
 
 
-async def test_file_growing_mid_upload_fails_without_complete(
-    servers: UploadServers, gw: Gateway, tmp_path: Path
+def grow(path: Path) -> None:
+    with path.open("ab") as handle:
+        handle.write(b"more data appended by another writer")
+
+
+def touch(path: Path) -> None:
+    info = path.stat()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [(grow, r"more bytes|changed"), (touch, "changed")],
+    ids=["grows", "same size, new mtime"],
+)
+async def test_file_changing_mid_upload_fails_without_complete(
+    servers: UploadServers,
+    gw: Gateway,
+    tmp_path: Path,
+    change: Callable[[Path], None],
+    message: str,
 ) -> None:
-    """A file that grows while it streams fails its upload; complete is never called."""
-    path = tmp_path / "growing.log"
+    """A file that changes while it streams is a torn copy: refused, complete never called."""
+    path = tmp_path / "changing.bin"
     path.write_bytes(DATA)
 
-    async def grow_then_read(request: web.Request) -> web.StreamResponse:
+    async def change_then_read(request: web.Request) -> web.StreamResponse:
         await request.content.readexactly(1024)
-        with path.open("ab") as handle:
-            handle.write(b"more data appended by another writer")
+        change(path)
         await request.read()
         return web.Response(status=200)
 
-    servers.behaviours = [grow_then_read]
+    servers.behaviours = [change_then_read]
     gw._transport.retry = quick_retries(0)
-    with pytest.raises(UploadError, match=r"more bytes|changed"):
-        await gw.media.upload(path)
-    assert servers.completes == []
-
-
-async def test_file_rewritten_same_size_is_detected(
-    servers: UploadServers, gw: Gateway, tmp_path: Path
-) -> None:
-    """Same size, new mtime: still a torn copy, still refused before complete."""
-    path = tmp_path / "rewritten.bin"
-    path.write_bytes(DATA)
-
-    async def touch_then_read(request: web.Request) -> web.StreamResponse:
-        await request.content.readexactly(1024)
-        info = path.stat()
-        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000))
-        await request.read()
-        return web.Response(status=200)
-
-    servers.behaviours = [touch_then_read]
-    with pytest.raises(UploadError, match="changed"):
+    with pytest.raises(UploadError, match=message):
         await gw.media.upload(path)
     assert servers.completes == []
 
