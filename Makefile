@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SRC := $(wildcard gateway_async tests benchmarks examples)
 
-.PHONY: test lint typecheck pytest bench clean demo
+.PHONY: test lint typecheck pytest soak bench clean demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest -W error -q
 
 test: lint typecheck pytest
+
+# The fault soak at full size (`make test` runs it with GATEWAY_SOAK_N=500).
+soak: $(STAMP)
+	GATEWAY_SOAK_N=20000 $(BIN)/python -m pytest -W error -q -m soak tests/soak
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,cli,bench]'

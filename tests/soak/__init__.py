@@ -1,0 +1,1 @@
+"""The fault soak: ``gw.ingest`` against the emulator with every fault switched on."""
