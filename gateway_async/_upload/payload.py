@@ -14,17 +14,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import payload
 from aiohttp.abc import AbstractStreamWriter
 
 from .._errors import UploadError
-from .sources import Source
+from .sources import HASH_IN_THREAD, Source
 
 __all__ = ["StreamingBody"]
-
-_HASH_IN_THREAD: Final = 256 * 1024  # below this, a thread hand-off costs more than the hash
 
 Chunk = bytes | memoryview
 
@@ -127,7 +125,7 @@ async def _next_chunk(chunks: AsyncIterator[Chunk], hasher: Any) -> Chunk | None
     """Read the next chunk and fold it into the hash, off the event loop when it is large."""
     chunk = await anext(chunks, None)
     if chunk is not None and hasher is not None:
-        if len(chunk) >= _HASH_IN_THREAD:
+        if len(chunk) >= HASH_IN_THREAD:
             await asyncio.to_thread(hasher.update, chunk)
         else:
             hasher.update(chunk)

@@ -9,6 +9,7 @@ that changes size or mtime while it streams fails its upload instead of sending 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import mimetypes
 import os
 import stat
@@ -24,14 +25,19 @@ from aiofiles.threadpool.binary import AsyncBufferedReader
 from .._errors import InvalidRequestError, UploadError
 from .._validate import check_upload_filename
 
-__all__ = ["CHUNK_SIZE", "SMALL_FILE", "Source", "SourceLike", "prepare_source"]
+__all__ = ["CHUNK_SIZE", "HASH_IN_THREAD", "SMALL_FILE", "Source", "SourceLike", "prepare_source"]
 
 CHUNK_SIZE: Final = 1024 * 1024
 SMALL_FILE: Final = 4 * 1024 * 1024  # below this, one read and a bytes body are fastest
+HASH_IN_THREAD: Final = 256 * 1024  # below this, a thread hand-off costs more than the hash
 SourceLike: TypeAlias = (
     str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes] | AsyncIterable[bytes]
 )
 _OCTET: Final = "application/octet-stream"
+
+
+def _hexdigest(data: bytes | bytearray | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _close_opened(future: asyncio.Future[BinaryIO]) -> None:
@@ -79,10 +85,26 @@ class Source:
     mtime_ns: int | None = None
     start: int = 0
     _streamed: bool = False
+    _sha256: str | None = None
 
     @property
     def identity(self) -> str:
         return str(self.path) if self.path is not None else f"<{self.kind} {self.filename}>"
+
+    @property
+    def in_memory(self) -> bool:
+        """Bytes given by the caller, or a small file already read whole."""
+        return self.kind == "bytes" or (self.kind == "path" and self.value is not None)
+
+    async def sha256(self) -> str:
+        """The sha256 hex of an in-memory source, computed once for all its attempts."""
+        if self._sha256 is None:
+            data = self.value
+            if len(data) >= HASH_IN_THREAD:
+                self._sha256 = await asyncio.to_thread(_hexdigest, data)
+            else:
+                self._sha256 = _hexdigest(data)
+        return self._sha256
 
     async def chunks(self) -> AsyncIterator[bytes | memoryview]:
         """The source's bytes in chunks of at most CHUNK_SIZE, from byte 0."""
@@ -92,7 +114,7 @@ class Source:
                 "be retried; pass a path, bytes or a seekable file to get retries"
             )
         self._streamed = True
-        if self.kind == "bytes":
+        if self.in_memory:
             view = memoryview(self.value)
             for offset in range(0, self.size, CHUNK_SIZE):
                 yield view[offset : offset + CHUNK_SIZE]
@@ -110,8 +132,7 @@ class Source:
         assert self.path is not None
         handle, reader = await open_binary(self.path)
         try:
-            size = self.size if self.size <= SMALL_FILE else CHUNK_SIZE
-            while data := await reader.read(size):
+            while data := await reader.read(CHUNK_SIZE):
                 yield data
         finally:
             handle.close()
@@ -159,12 +180,15 @@ def _check_size(size: object, actual: int | None) -> int | None:
     return size
 
 
-async def _from_path(
-    source: str | os.PathLike[str], filename: str | None, content_type: str | None, size: object
-) -> Source:
-    path = Path(os.fspath(source))
+def _inspect(path: Path) -> tuple[os.stat_result, bytes | None]:
+    """Check ``path`` in one worker-thread call; read it whole when it is small.
+
+    One thread hand-off per small file instead of five (stat, open, read, EOF, stat): each
+    costs more than reading 100 KiB. The small read is a consistent snapshot: the file's
+    size and mtime after reading are those it had before.
+    """
     try:
-        info = await aiofiles.os.stat(path)
+        info = os.stat(path)
     except FileNotFoundError:
         raise _bad(f"{path} does not exist") from None
     except OSError as exc:
@@ -172,21 +196,34 @@ async def _from_path(
     if stat.S_ISDIR(info.st_mode):
         raise _bad(f"{path} is a directory; upload the files inside it one by one")
     if not stat.S_ISREG(info.st_mode):
-        raise _bad(f"{path} is not a regular file")
+        raise _bad(f"{path} is not a regular file")  # opening a FIFO would block
     try:
-        handle, _ = await open_binary(path)
-        handle.close()
+        with _open(path) as handle:
+            if info.st_size > SMALL_FILE:
+                return info, None
+            data = handle.read()
+            after = os.fstat(handle.fileno())
     except OSError as exc:
         raise _bad(f"{path} cannot be read: {exc.strerror}") from None
+    if (after.st_size, after.st_mtime_ns) != (len(data), info.st_mtime_ns):
+        raise UploadError(f"{path}: the file changed while it was being read; try again")
+    return info, data
+
+
+async def _from_path(
+    source: str | os.PathLike[str], filename: str | None, content_type: str | None, size: object
+) -> Source:
+    path = Path(os.fspath(source))
     name = filename if filename is not None else path.name
     check_upload_filename(name)
+    info, data = await asyncio.to_thread(_inspect, path)
     return Source(
         kind="path",
         size=_check_size(size, info.st_size) or 0,
         filename=name,
         content_type=_content_type(name, content_type),
         rewindable=True,
-        value=None,
+        value=data,
         path=path,
         mtime_ns=info.st_mtime_ns,
     )

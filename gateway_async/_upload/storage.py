@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
+from aiohttp import payload
 from yarl import URL
 
 from .._deadline import DeadlineWatch
@@ -22,7 +23,7 @@ from .._errors import GatewayError, UploadError
 from .._retry import parse_retry_after
 from ..models import UploadTicket
 from .payload import StreamingBody
-from .sources import Source
+from .sources import CHUNK_SIZE, Source
 
 __all__ = ["PutOutcome", "Storage", "TicketRefused"]
 
@@ -102,12 +103,17 @@ class Storage:
 
         headers = dict(ticket.headers)
         has_type = any(k.lower() == "content-type" for k in headers)
-        body = StreamingBody(
-            source,
-            checksum=checksum,
-            on_write=wrote,
-            content_type=headers.get("Content-Type", source.content_type),
-        )
+        content_type = headers.get("Content-Type", source.content_type)
+        small = source.in_memory and source.size <= CHUNK_SIZE  # aiohttp warns above
+        body: StreamingBody | Any
+        if small:
+            # One write of the whole body: no chunk tasks, and the hash is kept for retries.
+            digest = await source.sha256() if checksum else None
+            body = payload.BytesPayload(source.value, content_type=content_type)
+        else:
+            body = StreamingBody(
+                source, checksum=checksum, on_write=wrote, content_type=content_type
+            )
         async with slots:
             watch.watch(task, loop.time() + self.stall_timeout)
             try:
@@ -123,17 +129,23 @@ class Storage:
                     UploadError(f"storage PUT failed: {type(exc).__name__}: {exc}", retryable=True)
                 ) from exc
             finally:
-                await body.settle()
+                if isinstance(body, StreamingBody):
+                    await body.settle()
                 watch.release(task)
-        if isinstance(body.failure, GatewayError):
-            raise body.failure
-        return self._classify(status, retry_after, text, body)
+        if isinstance(body, StreamingBody):
+            if isinstance(body.failure, GatewayError):
+                raise body.failure
+            digest = body.digest
+        self._classify(status, retry_after, text)
+        if small:
+            on_write(source.size)
+        return digest
 
     async def _send(
         self,
         session: aiohttp.ClientSession,
         ticket: UploadTicket,
-        body: StreamingBody,
+        body: payload.Payload,
         headers: dict[str, str],
         has_type: bool,
     ) -> tuple[int, float | None, str]:
@@ -155,16 +167,16 @@ class Storage:
         )
 
     @staticmethod
-    def _body_failure(body: StreamingBody) -> GatewayError | None:
+    def _body_failure(body: object) -> GatewayError | None:
         """A failure of the source itself (changed file, bad chunk) beats the socket error."""
-        return body.failure if isinstance(body.failure, GatewayError) else None
+        failure = body.failure if isinstance(body, StreamingBody) else None
+        return failure if isinstance(failure, GatewayError) else None
 
     @staticmethod
-    def _classify(
-        status: int, retry_after: float | None, text: str, body: StreamingBody
-    ) -> str | None:
+    def _classify(status: int, retry_after: float | None, text: str) -> None:
+        """Raise for anything but a 2xx: refused (init again), retryable, or final."""
         if 200 <= status < 300:
-            return body.digest
+            return
         if status in _REFUSED_STATUSES:
             raise TicketRefused(status)
         retryable = status in _RETRY_STATUSES or (status == 400 and "RequestTimeout" in text)

@@ -19,19 +19,21 @@ DATA = os.urandom(6 * 1024 * 1024)
 DIGEST = hashlib.sha256(DATA).hexdigest()
 
 
+@pytest.mark.parametrize("size", [len(DATA), 100 * 1024], ids=["streamed", "read whole"])
 @pytest.mark.parametrize("fault", ["reset", "503", "500", "429", "408"])
 async def test_failed_put_is_resent_from_byte_zero(
-    servers: UploadServers, gw: Gateway, tmp_path: Path, fault: str
+    servers: UploadServers, gw: Gateway, tmp_path: Path, fault: str, size: int
 ) -> None:
     """After a reset mid-body or a retryable status, the whole file is sent again,
     byte-exact, and complete runs exactly once."""
     path = tmp_path / "f.bin"
-    path.write_bytes(DATA)
+    path.write_bytes(DATA[:size])
+    digest = hashlib.sha256(DATA[:size]).hexdigest()
     servers.behaviours = [fault]
     ref = await gw.media.upload(path)
-    assert [p.sha256 for p in servers.puts] == [DIGEST]
-    assert servers.completes == [{"upload_id": "upl_1", "sha256": DIGEST}]
-    assert ref.sha256 == DIGEST
+    assert [p.sha256 for p in servers.puts] == [digest]
+    assert servers.completes == [{"upload_id": "upl_1", "sha256": digest}]
+    assert ref.sha256 == digest
     assert len(servers.inits) == 1
 
 
