@@ -1,7 +1,8 @@
 """Run every benchmark scenario and write benchmarks/RESULTS.md (``make bench``).
 
 Each scenario is its own script (runnable alone); this one records the machine, runs them
-one after another in fresh processes, and collects their markdown tables.
+one after another in fresh processes, collects their markdown tables, and appends the
+hand-written reading of them (targets, profiles) kept in benchmarks/ANALYSIS.md.
 """
 
 from __future__ import annotations
@@ -20,7 +21,18 @@ SCENARIOS: list[tuple[str, list[str]]] = [
     ("runs_bench", []),
     ("startup_bench", []),
     ("scaling_bench", []),
+    ("uploads_bench", []),
+    ("pipeline_bench", []),
+    ("pipeline_bench", ["--files", "2000", "--latency", "0.01-0.03"]),
 ]
+HEADER = """# Benchmark results
+
+Written by `make bench` (`python -m benchmarks.run_all`); do not edit by hand: the reading
+of these numbers lives in `benchmarks/ANALYSIS.md` and is appended below. Every scenario
+runs the SDK and its peers against the same loopback server in a separate process, which
+is deliberately cheap so that the client's cost shows. Rounds alternate between clients;
+figures are medians with min-max; CPU is user+sys time of the client process.
+"""
 PACKAGES = ("aiohttp", "attrs", "cattrs", "aiofiles", "yarl", "httpx", "requests")
 
 
@@ -47,13 +59,16 @@ def run(module: str, extra: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", help="comma-separated scenario names")
-    parser.add_argument("--output", default=str(HERE / "RESULTS.generated.md"))
+    parser.add_argument("--only", help="comma-separated scenario names (printed, not written)")
+    parser.add_argument("--output", help="where to write (default: RESULTS.md for a full run)")
     args = parser.parse_args()
     chosen = [s for s in SCENARIOS if not args.only or s[0] in args.only.split(",")]
     sections = [run(module, extra) for module, extra in chosen]
-    text = "# Benchmark results (generated)\n\n" + machine() + "\n" + "\n\n".join(sections) + "\n"
-    Path(args.output).write_text(text)
+    analysis = (HERE / "ANALYSIS.md").read_text()
+    text = f"{HEADER}\n{machine()}\n" + "\n\n".join(sections) + f"\n\n{analysis}"
+    output = args.output or (None if args.only else str(HERE / "RESULTS.md"))
+    if output:
+        Path(output).write_text(text)
     print(text)
 
 

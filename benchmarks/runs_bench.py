@@ -144,7 +144,7 @@ def main() -> None:
     names = args.clients.split(",")
     samples = run(args.runs, args.concurrency, args.rounds, names)
     print(
-        f"### Runs: {args.runs:,} POST /api/runs at concurrency {args.concurrency}, "
+        f"## Runs: {args.runs:,} POST /api/runs at concurrency {args.concurrency}, "
         f"{args.rounds} rounds\n"
     )
     print(table(samples))

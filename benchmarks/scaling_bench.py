@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [n for n in (1_000, 10_000, 100_000) if n <= args.max_runs]
     with cheap_server() as url:
-        print("### Scaling with batch size (concurrency 32)\n")
+        print("## Scaling\n\n### Scaling with batch size (concurrency 32)\n")
         print("| runs | runs/s | client CPU µs/run | peak RSS MiB |\n|---|---|---|---|")
         for n in sizes:
             p = point(url, n, 32)

@@ -42,7 +42,7 @@ def main() -> None:
             rows["import gateway_async"].append(_seconds(IMPORT.format(mod="gateway_async")))
             rows["import aiohttp"].append(_seconds(IMPORT.format(mod="aiohttp")))
             rows["import + first run (new process)"].append(_seconds(FIRST.format(url=url)))
-    print(f"### Start-up ({args.rounds} fresh processes each)\n")
+    print(f"## Start-up ({args.rounds} fresh processes each)\n")
     print("| what | ms (median) | min-max |\n|---|---|---|")
     for name, values in rows.items():
         ms = [v * 1000 for v in values]

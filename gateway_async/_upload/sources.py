@@ -14,6 +14,7 @@ import mimetypes
 import os
 import stat
 from collections.abc import AsyncIterable, AsyncIterator
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Final, TypeAlias
 
@@ -211,12 +212,16 @@ def _inspect(path: Path) -> tuple[os.stat_result, bytes | None]:
 
 
 async def _from_path(
-    source: str | os.PathLike[str], filename: str | None, content_type: str | None, size: object
+    source: str | os.PathLike[str],
+    filename: str | None,
+    content_type: str | None,
+    size: object,
+    executor: Executor | None,
 ) -> Source:
     path = Path(os.fspath(source))
     name = filename if filename is not None else path.name
     check_upload_filename(name)
-    info, data = await asyncio.to_thread(_inspect, path)
+    info, data = await asyncio.get_running_loop().run_in_executor(executor, _inspect, path)
     return Source(
         kind="path",
         size=_check_size(size, info.st_size) or 0,
@@ -259,12 +264,16 @@ async def prepare_source(
     filename: str | None = None,
     content_type: str | None = None,
     size: int | None = None,
+    executor: Executor | None = None,
 ) -> Source:
-    """Check ``source`` and the options; raise InvalidRequestError before any request."""
+    """Check ``source`` and the options; raise InvalidRequestError before any request.
+
+    ``executor`` runs the file checks and small-file reads (the default one when None).
+    """
     if filename is not None:
         check_upload_filename(filename)
     if isinstance(source, str | os.PathLike):
-        return await _from_path(source, filename, content_type, size)
+        return await _from_path(source, filename, content_type, size, executor)
     if isinstance(source, bytes | bytearray | memoryview):
         data = memoryview(source).cast("B") if isinstance(source, memoryview) else source
         name = filename or "upload.bin"

@@ -96,7 +96,11 @@ class Media(Resource):
         size: int | None = None,
     ) -> MediaRef:
         prepared = await prepare_source(
-            source, filename=filename, content_type=content_type, size=size
+            source,
+            filename=filename,
+            content_type=content_type,
+            size=size,
+            executor=self._storage.files(),
         )
         return await upload_source(
             self._transport,
