@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import resource
 import statistics
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import Any
 
 import attrs
@@ -18,6 +20,7 @@ class Sample:
     wall: float
     cpu: float
     ops: int
+    rss_growth_mib: float = 0.0  # peak RSS over the RSS at the start (measure_forked only)
 
     @property
     def per_second(self) -> float:
@@ -33,6 +36,43 @@ def measure(fn: Callable[[], Any], ops: int) -> Sample:
     cpu0, wall0 = time.process_time(), time.perf_counter()
     fn()
     return Sample(time.perf_counter() - wall0, time.process_time() - cpu0, ops)
+
+
+def status_mib(field: str) -> float:
+    """A size field of /proc/self/status (VmRSS: now, VmHWM: the peak) in MiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS."""
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+
+
+def _forked(fn: Callable[[], Any], ops: int, conn: Connection) -> None:
+    reset_peak_rss()
+    start = status_mib("VmRSS")
+    sample = measure(fn, ops)
+    conn.send(attrs.evolve(sample, rss_growth_mib=status_mib("VmHWM") - start))
+
+
+def measure_forked(fn: Callable[[], Any], ops: int) -> Sample:
+    """``measure`` in a forked child, adding how far its RSS rose above where it started,
+    so every client's memory is measured from the same baseline."""
+    ours, theirs = multiprocessing.Pipe()
+    child = multiprocessing.get_context("fork").Process(target=_forked, args=(fn, ops, theirs))
+    child.start()
+    try:
+        sample: Sample = ours.recv()
+    finally:
+        child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"benchmark child failed with exit code {child.exitcode}")
+    return sample
 
 
 def peak_rss_mib() -> float:

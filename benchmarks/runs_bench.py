@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from benchmarks._server import cheap_server
-from benchmarks._stats import Sample, fmt_range, measure, median
+from benchmarks._stats import Sample, fmt_range, measure_forked, median
 
 KEY = "bench-key"
-BODY = {"model": "demo-echo", "mode": "execute", "input": {"i": 1}}
+BODY: dict[str, Any] = {"model": "demo-echo", "mode": "execute", "input": {"i": 1}}
 
 
 def sdk(url: str, n: int, conc: int) -> None:
@@ -112,7 +114,9 @@ def run(n: int, conc: int, rounds: int, names: list[str]) -> dict[str, list[Samp
             CLIENTS[name](url, min(n, 500), conc)
         for _ in range(rounds):
             for name in names:  # alternate clients within each round
-                samples[name].append(measure(lambda f=CLIENTS[name]: f(url, n, conc), n))
+                # A forked child per round: the same start for every client, and its own RSS.
+                sample = measure_forked(functools.partial(CLIENTS[name], url, n, conc), n)
+                samples[name].append(sample)
     return samples
 
 
@@ -120,8 +124,8 @@ def table(samples: dict[str, list[Sample]]) -> str:
     base = samples["gateway_async"]
     lines = [
         "| client | runs/s (median, min-max) | client CPU µs/run (median, min-max) "
-        "| CPU ratio to SDK (paired median) |",
-        "|---|---|---|---|",
+        "| CPU ratio to SDK (paired median) | peak RSS growth MiB (median) |",
+        "|---|---|---|---|---|",
     ]
     for name, rows in samples.items():
         ratio = median([r.cpu / b.cpu for r, b in zip(rows, base, strict=True)])
@@ -129,7 +133,8 @@ def table(samples: dict[str, list[Sample]]) -> str:
             f"| {name} | {median([r.per_second for r in rows]):,.0f} "
             f"({fmt_range([r.per_second for r in rows])}) "
             f"| {median([r.cpu_us_per_op for r in rows]):.0f} "
-            f"({fmt_range([r.cpu_us_per_op for r in rows])}) | {ratio:.2f} |"
+            f"({fmt_range([r.cpu_us_per_op for r in rows])}) | {ratio:.2f} "
+            f"| {median([r.rss_growth_mib for r in rows]):.1f} |"
         )
     return "\n".join(lines)
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import attrs
 
-from benchmarks._stats import Sample, fmt_range, measure, median
+from benchmarks._stats import Sample, fmt_range, measure, median, reset_peak_rss, status_mib
 from benchmarks._storage_sink import SinkUrls, cpu_seconds, storage_sink
 
 KEY = "bench-key"
@@ -322,20 +322,6 @@ def many_targets(results: dict[str, list[Sample]]) -> str:
 
 
 # -- memory during a big upload ------------------------------------------------------------
-
-
-def status_mib(field: str) -> float:
-    """A size field of /proc/self/status (VmRSS: now, VmHWM: the peak) in MiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def reset_peak_rss() -> None:
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")
 
 
 def rss_child(base: str, big: str, tiny: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 from aiohttp import payload
@@ -121,7 +121,7 @@ class Storage:
         has_type = any(k.lower() == "content-type" for k in headers)
         content_type = headers.get("Content-Type", source.content_type)
         small = source.in_memory and source.size <= CHUNK_SIZE  # aiohttp warns above
-        body: StreamingBody | Any
+        body: payload.Payload
         if small:
             # One write of the whole body: no chunk tasks, and the hash is kept for retries.
             digest = await source.sha256() if checksum else None
