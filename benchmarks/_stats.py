@@ -85,3 +85,8 @@ def median(values: list[float]) -> float:
 
 def fmt_range(values: list[float], digits: int = 0) -> str:
     return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
+
+
+def med_range(values: list[float], spec: str = ",.0f") -> str:
+    """``median (min-max)``, the cell every table uses."""
+    return f"{median(values):{spec}} ({fmt_range(values)})"

@@ -28,7 +28,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import NamedTuple
 
-from benchmarks._stats import Sample, fmt_range, measure, median
+from benchmarks._stats import Sample, measure, med_range, median
 from benchmarks._storage_sink import cpu_seconds
 
 KEY = "bench-key"
@@ -158,13 +158,10 @@ def table(results: dict[str, list[Round]]) -> str:
         "|---|---|---|---|",
     ]
     for name, rows in results.items():
-        rate = [r.sample.per_second for r in rows]
-        cpu = [r.sample.cpu_us_per_op for r in rows]
+        rate = med_range([r.sample.per_second for r in rows])
+        cpu = med_range([r.sample.cpu_us_per_op for r in rows])
         server = median([r.server_cpu / r.sample.ops * 1e6 for r in rows])
-        lines.append(
-            f"| {name} | {median(rate):,.0f} ({fmt_range(rate)}) "
-            f"| {median(cpu):,.0f} ({fmt_range(cpu)}) | {server:,.0f} |"
-        )
+        lines.append(f"| {name} | {rate} | {cpu} | {server:,.0f} |")
     return "\n".join(lines)
 
 

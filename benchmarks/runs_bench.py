@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from benchmarks._server import cheap_server
-from benchmarks._stats import Sample, fmt_range, measure_forked, median
+from benchmarks._stats import Sample, measure_forked, med_range, median
 
 KEY = "bench-key"
 BODY: dict[str, Any] = {"model": "demo-echo", "mode": "execute", "input": {"i": 1}}
@@ -129,13 +129,10 @@ def table(samples: dict[str, list[Sample]]) -> str:
     ]
     for name, rows in samples.items():
         ratio = median([r.cpu / b.cpu for r, b in zip(rows, base, strict=True)])
-        lines.append(
-            f"| {name} | {median([r.per_second for r in rows]):,.0f} "
-            f"({fmt_range([r.per_second for r in rows])}) "
-            f"| {median([r.cpu_us_per_op for r in rows]):.0f} "
-            f"({fmt_range([r.cpu_us_per_op for r in rows])}) | {ratio:.2f} "
-            f"| {median([r.rss_growth_mib for r in rows]):.1f} |"
-        )
+        rate = med_range([r.per_second for r in rows])
+        cpu = med_range([r.cpu_us_per_op for r in rows], ".0f")
+        rss = median([r.rss_growth_mib for r in rows])
+        lines.append(f"| {name} | {rate} | {cpu} | {ratio:.2f} | {rss:.1f} |")
     return "\n".join(lines)
 
 
