@@ -2,7 +2,7 @@
 
 A source knows its exact size, a file name and content type, whether it can be read again
 from the start (so a failed PUT can be retried), and how to stream its bytes. A small file
-(up to 4 MiB) is checked and read whole in one worker-thread call; a larger one is read
+(up to 1 MiB) is checked and read whole in one worker-thread call; a larger one is read
 through aiofiles in 1 MiB chunks (measured: 64 KiB reads cost 3-4x the CPU), and if it
 changes size or mtime while it streams its upload fails instead of sending a torn copy.
 """
@@ -30,7 +30,9 @@ from .._validate import check_upload_filename
 __all__ = ["CHUNK_SIZE", "HASH_IN_THREAD", "SMALL_FILE", "Source", "SourceLike", "prepare_source"]
 
 CHUNK_SIZE: Final = 1024 * 1024
-SMALL_FILE: Final = 4 * 1024 * 1024  # below this, one read and a bytes body are fastest
+# Up to this size a file is read whole in one thread call and sent as one bytes body (the
+# fastest for small files); it is also the most an upload holds, like a streamed chunk.
+SMALL_FILE: Final = CHUNK_SIZE
 HASH_IN_THREAD: Final = 256 * 1024  # below this, a thread hand-off costs more than the hash
 SourceLike: TypeAlias = (
     str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes] | AsyncIterable[bytes]

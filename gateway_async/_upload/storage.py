@@ -68,6 +68,18 @@ class Storage:
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
         self._files: ThreadPoolExecutor | None = None
+        self._held: asyncio.Semaphore | None = None
+
+    def holding(self) -> asyncio.Semaphore:
+        """Bounds the uploads under way across the client, from the first read to complete.
+
+        A small file is read whole before its init, so without this bound a web backend
+        with thousands of requests uploading at once would hold them all in memory while
+        they wait for a PUT slot. Twice the PUT bound lets inits and completes overlap PUTs.
+        """
+        if self._held is None:
+            self._held = asyncio.Semaphore(2 * self._max_concurrent)
+        return self._held
 
     def files(self) -> ThreadPoolExecutor:
         """The client's thread for checking and reading small files.

@@ -95,19 +95,20 @@ class Media(Resource):
         content_type: str | None = None,
         size: int | None = None,
     ) -> MediaRef:
-        prepared = await prepare_source(
-            source,
-            filename=filename,
-            content_type=content_type,
-            size=size,
-            executor=self._storage.files(),
-        )
-        return await upload_source(
-            self._transport,
-            self._storage,
-            prepared,
-            checksum=checksum,
-            on_progress=on_progress,
-            index=index,
-            timeout=timeout,
-        )
+        async with self._storage.holding():
+            prepared = await prepare_source(
+                source,
+                filename=filename,
+                content_type=content_type,
+                size=size,
+                executor=self._storage.files(),
+            )
+            return await upload_source(
+                self._transport,
+                self._storage,
+                prepared,
+                checksum=checksum,
+                on_progress=on_progress,
+                index=index,
+                timeout=timeout,
+            )

@@ -48,6 +48,9 @@ class UploadServers:
         self.in_flight = 0
         self.peak = 0
         self.put_started = asyncio.Event()
+        self.init_gate: asyncio.Event | None = None  # when set, inits wait for it
+        self.inits_waiting = 0
+        self.init_arrivals = asyncio.Condition()
         self.api_url = self.storage_url = ""
         self._runners: list[web.AppRunner] = []
 
@@ -56,10 +59,15 @@ class UploadServers:
     async def init(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.inits.append(body)
+        upload_id = f"upl_{len(self.inits)}"
+        if self.init_gate is not None:
+            async with self.init_arrivals:
+                self.inits_waiting += 1
+                self.init_arrivals.notify_all()
+            await self.init_gate.wait()
         if self.init_status != 201:
             err = {"error": {"code": "unauthorized", "message": "bad key"}}
             return web.json_response(err, status=self.init_status)
-        upload_id = f"upl_{len(self.inits)}"
         ticket = {
             "upload_id": upload_id,
             "upload_url": f"{self.storage_url}/bucket/{upload_id}?{self.query}",

@@ -162,6 +162,29 @@ async def test_client_bounds_concurrent_puts_across_callers(
     assert servers.peak == 2
 
 
+async def test_uploads_under_way_are_bounded_across_the_client(
+    servers: UploadServers, tmp_path: Path
+) -> None:
+    """Small files are read whole before init: only 2 x max_concurrent_uploads at a time,
+    so thousands of callers cannot hold thousands of files in memory."""
+    servers.init_gate = asyncio.Event()
+    paths = write_files(tmp_path, 12)
+    async with Gateway(
+        api_key=TEST_KEY, base_url=servers.api_url, limits=Limits(max_concurrent_uploads=2)
+    ) as gw:
+        uploads = [asyncio.create_task(gw.media.upload(path)) for path in paths]
+        async with asyncio.timeout(10), servers.init_arrivals:
+            await servers.init_arrivals.wait_for(lambda: servers.inits_waiting >= 4)
+        for _ in range(50):  # every other upload has had its chance to start
+            await asyncio.sleep(0)
+        assert servers.inits_waiting == 4
+        servers.init_gate.set()
+        refs = await asyncio.gather(*uploads)
+    assert [ref.sha256 for ref in refs] == [
+        hashlib.sha256(path.read_bytes()).hexdigest() for path in paths
+    ]
+
+
 # -- bad data that only shows while streaming ------------------------------------------------
 
 

@@ -40,7 +40,7 @@ def kinds(tmp_path: Path, data: bytes) -> list[tuple[str, Any, dict[str, Any]]]:
     ]
 
 
-# Streamed in chunks; one body under aiohttp's 1 MiB one-write limit; read whole but chunked.
+# Streamed in 1 MiB chunks; read whole and sent as one body; streamed in two chunks; empty.
 SIZES = {"5 MiB": len(DATA), "100 KiB": 100 * 1024, "2 MiB": 2 * 1024 * 1024, "empty": 0}
 
 
