@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -101,6 +102,20 @@ async def read_object(request: web.Request) -> tuple[bytes, dict[str, Any]]:
     if not isinstance(body, dict):
         raise ApiError(400, f"the request body must be a JSON object, not {type(body).__name__}")
     return raw, body
+
+
+async def idempotent_post(
+    request: web.Request, work: Callable[[Core, dict[str, Any]], Awaitable[web.Response]]
+) -> web.Response:
+    """Run ``work`` on the request's JSON object once per Idempotency-Key (a replay or a
+    conflict is answered from the record instead)."""
+    core = request.app[CORE]
+    raw, body = await read_object(request)
+
+    async def once() -> web.Response:
+        return await work(core, body)
+
+    return await core.idempotency.handle(request, credential(request), raw, once)
 
 
 def refuse_unknown(body: dict[str, Any], allowed: tuple[str, ...]) -> None:

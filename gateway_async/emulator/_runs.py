@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ._core import CORE, Core, credential, read_object
+from ._core import Core, credential, idempotent_post
 from ._embed import embed_text
 from ._errors import ApiError, json_response
 from ._idempotency import HEADER
@@ -23,13 +23,7 @@ from ._wire import credits, new_id, rfc3339
 
 async def create_run(request: web.Request) -> web.Response:
     """Handle ``POST /api/runs``."""
-    core = request.app[CORE]
-    raw, body = await read_object(request)
-
-    async def run() -> web.Response:
-        return await _run(core, request, body)
-
-    return await core.idempotency.handle(request, credential(request), raw, run)
+    return await idempotent_post(request, lambda core, body: _run(core, request, body))
 
 
 async def _run(core: Core, request: web.Request, body: dict[str, Any]) -> web.Response:

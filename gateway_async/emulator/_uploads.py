@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ._core import CORE, Core, credential, read_object, refuse_unknown
+from ._core import Core, idempotent_post, refuse_unknown
 from ._errors import ApiError, invalid, json_response
 from ._signing import signed_query
 from ._state import Media, Upload
@@ -29,24 +29,12 @@ _COMPLETE_FIELDS = ("upload_id", "sha256")
 
 async def init_upload(request: web.Request) -> web.Response:
     """Handle ``POST /api/media/upload/init``."""
-    core = request.app[CORE]
-    raw, body = await read_object(request)
-
-    async def init() -> web.Response:
-        return _init(core, body)
-
-    return await core.idempotency.handle(request, credential(request), raw, init)
+    return await idempotent_post(request, _init)
 
 
 async def complete_upload(request: web.Request) -> web.Response:
     """Handle ``POST /api/media/upload/complete``."""
-    core = request.app[CORE]
-    raw, body = await read_object(request)
-
-    async def complete() -> web.Response:
-        return _complete(core, body)
-
-    return await core.idempotency.handle(request, credential(request), raw, complete)
+    return await idempotent_post(request, _complete)
 
 
 def _sha256(body: dict[str, Any]) -> str | None:
@@ -79,7 +67,7 @@ def _check_size(value: object, limit: int) -> int:
     return value
 
 
-def _init(core: Core, body: dict[str, Any]) -> web.Response:
+async def _init(core: Core, body: dict[str, Any]) -> web.Response:
     refuse_unknown(body, _INIT_FIELDS)
     filename = _check_filename(body.get("filename"))
     content_type = body.get("content_type")
@@ -104,7 +92,7 @@ def _init(core: Core, body: dict[str, Any]) -> web.Response:
     )
 
 
-def _complete(core: Core, body: dict[str, Any]) -> web.Response:
+async def _complete(core: Core, body: dict[str, Any]) -> web.Response:
     refuse_unknown(body, _COMPLETE_FIELDS)
     upload_id = body.get("upload_id")
     if not isinstance(upload_id, str) or not upload_id:
