@@ -88,6 +88,19 @@ def reply(
     return handler
 
 
+async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on 127.0.0.1 at a free port; the runner (to clean up) and its URL.
+
+    Handlers are cancelled when their client hangs up, and shutdown waits at most 0.5 s.
+    """
+    runner = web.AppRunner(
+        app, handle_signals=False, handler_cancellation=True, shutdown_timeout=0.5
+    )
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
 class FakeServer:
     """An aiohttp test server whose answers are queued per (method, path); it records requests."""
 
@@ -96,9 +109,7 @@ class FakeServer:
         self._routes: dict[tuple[str, str], list[Handler]] = {}
         self.app = web.Application()
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self.runner = web.AppRunner(
-            self.app, handle_signals=False, handler_cancellation=True, shutdown_timeout=0.5
-        )
+        self.runner: web.AppRunner | None = None
         self.url = ""
 
     def on(self, method: str, path: str, *handlers: Handler) -> None:
@@ -126,14 +137,11 @@ class FakeServer:
         return await handler(request)
 
     async def start(self) -> None:
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = self.runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.runner, self.url = await serve_on_loopback(self.app)
 
     async def close(self) -> None:
-        await self.runner.cleanup()
+        if self.runner is not None:
+            await self.runner.cleanup()
 
 
 @pytest_asyncio.fixture

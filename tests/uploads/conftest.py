@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway_async import Gateway, RetryPolicy
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, serve_on_loopback
 
 Behaviour = str | Callable[[web.Request], Any]
 
@@ -150,13 +150,9 @@ class UploadServers:
         self.storage_url = await self._serve(storage)
 
     async def _serve(self, app: web.Application) -> str:
-        runner = web.AppRunner(
-            app, handle_signals=False, handler_cancellation=True, shutdown_timeout=0.5
-        )
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runner, url = await serve_on_loopback(app)
         self._runners.append(runner)
-        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+        return url
 
     async def close(self) -> None:
         for runner in self._runners:
