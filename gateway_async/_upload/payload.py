@@ -5,22 +5,23 @@ falls back to chunked transfer encoding, which pre-signed storage URLs refuse. a
 clips a body that is too long and hangs on one that is too short, so the payload itself
 checks the count and fails the attempt instead.
 
-sha256 runs in a worker thread (hashlib releases the GIL) one chunk ahead of the socket
-write, so hashing overlaps with sending instead of stalling the event loop.
+The source reads and hashes each chunk in a worker thread (hashlib releases the GIL), and
+the next chunk is read while the current one is written, so hashing overlaps with sending
+instead of stalling the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import payload
 from aiohttp.abc import AbstractStreamWriter
 
 from .._errors import UploadError
-from .sources import HASH_IN_THREAD, Source
+from .sources import Source
 
 __all__ = ["StreamingBody"]
 
@@ -84,12 +85,12 @@ class StreamingBody(payload.Payload):
     async def _stream(self, writer: AbstractStreamWriter) -> None:
         hasher = hashlib.sha256() if self._checksum else None
         size = self._source.size
-        chunks = self._source.chunks()
-        pending = asyncio.ensure_future(_next_chunk(chunks, hasher))
+        chunks = self._source.chunks(hasher)
+        pending = asyncio.ensure_future(anext(chunks, None))
         try:
             chunk = await pending
             while chunk is not None:
-                pending = asyncio.ensure_future(_next_chunk(chunks, hasher))
+                pending = asyncio.ensure_future(anext(chunks, None))
                 end = self.sent + len(chunk)
                 if end > size:
                     raise self._miscount("more")
@@ -119,14 +120,3 @@ class StreamingBody(payload.Payload):
             f"{self._source.identity}: the source gave {which} bytes than its declared size "
             f"{self._source.size}; the upload was not completed"
         )
-
-
-async def _next_chunk(chunks: AsyncIterator[Chunk], hasher: Any) -> Chunk | None:
-    """Read the next chunk and fold it into the hash, off the event loop when it is large."""
-    chunk = await anext(chunks, None)
-    if chunk is not None and hasher is not None:
-        if len(chunk) >= HASH_IN_THREAD:
-            await asyncio.to_thread(hasher.update, chunk)
-        else:
-            hasher.update(chunk)
-    return chunk
