@@ -11,37 +11,29 @@ instead of sending a torn copy.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import mimetypes
 import os
-import stat
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from concurrent.futures import Executor
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Final, TypeAlias
 
 import aiofiles.os
 import attrs
 
-from .._errors import InvalidRequestError, UploadError
+from .._errors import UploadError
 from .._validate import check_upload_filename
+from .files import CHUNK_SIZE, SMALL_FILE, LocalFiles, hexdigest
+from .files import bad_source as _bad
 
 __all__ = ["CHUNK_SIZE", "HASH_IN_THREAD", "SMALL_FILE", "Source", "SourceLike", "prepare_source"]
 
-CHUNK_SIZE: Final = 1024 * 1024
-# Up to this size a file is read whole in one thread call and sent as one bytes body (the
-# fastest for small files); it is also the most an upload holds, like a streamed chunk.
-SMALL_FILE: Final = CHUNK_SIZE
-HASH_IN_THREAD: Final = 256 * 1024  # below this, a thread hand-off costs more than the hash
+# Below this, hashing on the loop costs less than handing the bytes to the file thread.
+HASH_IN_THREAD: Final = 256 * 1024
 SourceLike: TypeAlias = (
     str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes] | AsyncIterable[bytes]
 )
 _OCTET: Final = "application/octet-stream"
 Hasher: TypeAlias = Any  # a hashlib object; hashlib has no public type for it
-
-
-def _hexdigest(data: bytes | bytearray | memoryview) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _close_opened(future: asyncio.Future[BinaryIO]) -> None:
@@ -95,10 +87,6 @@ async def _aiter(items: Iterable[memoryview]) -> AsyncIterator[memoryview]:
         yield item
 
 
-def _bad(message: str, field: str = "source") -> InvalidRequestError:
-    return InvalidRequestError(f"{field}: {message}", field=field)
-
-
 @attrs.define(slots=True)
 class Source:
     """One upload source, normalised. ``chunks()`` streams it from the start each call."""
@@ -113,7 +101,7 @@ class Source:
     mtime_ns: int | None = None
     start: int = 0
     _streamed: bool = False
-    _sha256: str | None = None
+    _sha256: str | asyncio.Future[str] | None = None
 
     @property
     def identity(self) -> str:
@@ -124,14 +112,22 @@ class Source:
         """Bytes given by the caller, or a small file already read whole."""
         return self.kind == "bytes" or (self.kind == "path" and self.value is not None)
 
+    @property
+    def whole(self) -> bool:
+        """Sent as one bytes body, hashed once for all attempts (see ``sha256``)."""
+        return self.in_memory and self.size <= SMALL_FILE
+
+    def start_sha256(self, files: LocalFiles) -> None:
+        """Start hashing a whole source in the file thread, so it overlaps with the init."""
+        if self.whole and self._sha256 is None and self.size >= HASH_IN_THREAD:
+            self._sha256 = files.sha256(self.value)
+
     async def sha256(self) -> str:
-        """The sha256 hex of an in-memory source, computed once for all its attempts."""
+        """The sha256 hex of a whole source, computed once for all its attempts."""
         if self._sha256 is None:
-            data = self.value
-            if len(data) >= HASH_IN_THREAD:
-                self._sha256 = await asyncio.to_thread(_hexdigest, data)
-            else:
-                self._sha256 = _hexdigest(data)
+            self._sha256 = hexdigest(self.value)
+        elif isinstance(self._sha256, asyncio.Future):
+            self._sha256 = await self._sha256
         return self._sha256
 
     async def chunks(self, hasher: Hasher | None = None) -> AsyncIterator[bytes | memoryview]:
@@ -214,47 +210,17 @@ def _check_size(size: object, actual: int | None) -> int | None:
     return size
 
 
-def _inspect(path: Path) -> tuple[os.stat_result, bytes | None]:
-    """Check ``path`` in one worker-thread call; read it whole when it is small.
-
-    One thread hand-off per small file instead of five (stat, open, read, EOF, stat): each
-    costs more than reading 100 KiB. The small read is a consistent snapshot: the file's
-    size and mtime after reading are those it had before.
-    """
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise _bad(f"{path} does not exist") from None
-    except OSError as exc:
-        raise _bad(f"{path} cannot be read: {exc.strerror}") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise _bad(f"{path} is a directory; upload the files inside it one by one")
-    if not stat.S_ISREG(info.st_mode):
-        raise _bad(f"{path} is not a regular file")  # opening a FIFO would block
-    try:
-        with _open(path) as handle:
-            if info.st_size > SMALL_FILE:
-                return info, None
-            data = handle.read()
-            after = os.fstat(handle.fileno())
-    except OSError as exc:
-        raise _bad(f"{path} cannot be read: {exc.strerror}") from None
-    if (after.st_size, after.st_mtime_ns) != (len(data), info.st_mtime_ns):
-        raise UploadError(f"{path}: the file changed while it was being read; try again")
-    return info, data
-
-
 async def _from_path(
     source: str | os.PathLike[str],
     filename: str | None,
     content_type: str | None,
     size: object,
-    executor: Executor | None,
+    files: LocalFiles,
 ) -> Source:
     path = Path(os.fspath(source))
     name = filename if filename is not None else path.name
     check_upload_filename(name)
-    info, data = await asyncio.get_running_loop().run_in_executor(executor, _inspect, path)
+    info, data = await files.inspect(path)
     return Source(
         kind="path",
         size=_check_size(size, info.st_size) or 0,
@@ -297,16 +263,16 @@ async def prepare_source(
     filename: str | None = None,
     content_type: str | None = None,
     size: int | None = None,
-    executor: Executor | None = None,
+    files: LocalFiles,
 ) -> Source:
     """Check ``source`` and the options; raise InvalidRequestError before any request.
 
-    ``executor`` runs the file checks and small-file reads (the default one when None).
+    ``files`` checks paths and reads small files whole.
     """
     if filename is not None:
         check_upload_filename(filename)
     if isinstance(source, str | os.PathLike):
-        return await _from_path(source, filename, content_type, size, executor)
+        return await _from_path(source, filename, content_type, size, files)
     if isinstance(source, bytes | bytearray | memoryview):
         data = memoryview(source).cast("B") if isinstance(source, memoryview) else source
         name = filename or "upload.bin"

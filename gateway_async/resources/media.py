@@ -101,8 +101,10 @@ class Media(Resource):
                 filename=filename,
                 content_type=content_type,
                 size=size,
-                executor=self._storage.files(),
+                files=self._storage.files,
             )
+            if checksum:
+                prepared.start_sha256(self._storage.files)
             return await upload_source(
                 self._transport,
                 self._storage,

@@ -358,7 +358,7 @@ async def test_unreadable_file_is_refused_before_any_request(
     def denied(path: Path) -> Any:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr("gateway_async._upload.sources._open", denied)
+    monkeypatch.setattr("gateway_async._upload.files._open_fd", denied)
     with pytest.raises(InvalidRequestError, match="cannot be read: Permission denied"):
         await gw.media.upload(_file(tmp_path))
     assert server.seen == []

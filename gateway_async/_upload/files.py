@@ -1,0 +1,149 @@
+"""Small files (up to SMALL_FILE): checked and read whole where that is cheapest, never
+letting the event loop wait for a disk.
+
+A worker thread that makes system calls while the event loop is busy pays for each one: the
+loop has to hand the GIL back every time (measured on a busy 2-core client: about 50 µs of
+CPU per call, more than reading 100 KiB). So a small file is opened, sized and read on the
+event loop when the kernel can serve it at once: the read is ``preadv2`` with
+``RWF_NOWAIT``, which fails instead of waiting for the disk. A file that is not in the page
+cache, a filesystem or platform without ``RWF_NOWAIT``, and every file of a client that once
+took longer than ``SLOW_ON_LOOP`` for one file on the loop (a network filesystem, a cold
+disk) are checked and read in the client's file thread instead, in one trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import stat
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Final
+
+from .._errors import InvalidRequestError, UploadError
+
+__all__ = ["CHUNK_SIZE", "SMALL_FILE", "LocalFiles", "bad_source", "hexdigest"]
+
+CHUNK_SIZE: Final = 1024 * 1024
+# Up to this size a file is read whole and sent as one bytes body (the fastest for small
+# files); it is also the most an upload holds, like a streamed chunk.
+SMALL_FILE: Final = CHUNK_SIZE
+NOWAIT: Final[int | None] = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+
+SLOW_ON_LOOP: Final = 0.001  # seconds one file may take on the loop before the thread takes over
+# O_NONBLOCK: opening a FIFO must not wait for a writer (fstat then refuses it).
+_OPEN_FLAGS: Final = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+_NO_NOWAIT: Final = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
+
+Snapshot = tuple[os.stat_result, bytes | bytearray | None]
+
+
+def bad_source(message: str, field: str = "source") -> InvalidRequestError:
+    return InvalidRequestError(f"{field}: {message}", field=field)
+
+
+class _WouldWait(Exception):
+    """The read would wait for the disk; read in the thread instead."""
+
+
+class _NoWaitUnsupported(_WouldWait):
+    """This filesystem refuses RWF_NOWAIT; stop trying it on the loop."""
+
+
+def _open_fd(path: Path) -> int:
+    return os.open(path, _OPEN_FLAGS)
+
+
+def _read_nowait(fd: int, size: int) -> bytearray:
+    buf = bytearray(size)
+    try:
+        got = os.preadv(fd, [buf], 0, NOWAIT or 0)
+    except BlockingIOError:
+        raise _WouldWait from None
+    except OSError as exc:
+        if exc.errno in _NO_NOWAIT:
+            raise _NoWaitUnsupported from None
+        raise
+    if got != size:  # partly cached, or the file shrank: the thread's read tells which
+        raise _WouldWait
+    return buf
+
+
+def inspect(path: Path, nowait: bool) -> Snapshot:
+    """Check ``path``; read it whole when it is small, as a consistent snapshot (its size
+    and mtime after the read are those it had before). ``nowait``: raise _WouldWait rather
+    than wait for the disk."""
+    try:
+        fd = _open_fd(path)
+    except FileNotFoundError:
+        raise bad_source(f"{path} does not exist") from None
+    except OSError as exc:
+        raise bad_source(f"{path} cannot be read: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise bad_source(f"{path} is a directory; upload the files inside it one by one")
+        if not stat.S_ISREG(info.st_mode):
+            raise bad_source(f"{path} is not a regular file")
+        if info.st_size > SMALL_FILE:
+            return info, None
+        data = _read_nowait(fd, info.st_size) if nowait else os.read(fd, info.st_size)
+        after = os.fstat(fd)
+    except OSError as exc:
+        raise bad_source(f"{path} cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if (after.st_size, after.st_mtime_ns, len(data)) != (
+        info.st_size,
+        info.st_mtime_ns,
+        info.st_size,
+    ):
+        raise UploadError(f"{path}: the file changed while it was being read; try again")
+    return info, data
+
+
+class LocalFiles:
+    """One client's access to small files: on the loop while that is quick, else its thread."""
+
+    def __init__(self) -> None:
+        self.on_loop = NOWAIT is not None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def pool(self) -> ThreadPoolExecutor:
+        """The client's file thread. One thread, not the loop's shared pool: measured on
+        2,000 x 100 KiB uploads, one thread took 25-30% more files/s than several."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="gateway-files")
+        return self._pool
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.shutdown(wait=False)  # a read in progress finishes and closes its file
+
+    async def inspect(self, path: Path) -> Snapshot:
+        """Check ``path`` and read it whole when small (see the module's docstring)."""
+        if self.on_loop:
+            started = time.perf_counter()
+            try:
+                return inspect(path, nowait=True)
+            except _NoWaitUnsupported:
+                self.on_loop = False
+            except _WouldWait:
+                pass
+            finally:
+                if time.perf_counter() - started > SLOW_ON_LOOP:
+                    self.on_loop = False
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool(), inspect, path, False)
+
+    def sha256(self, data: bytes | bytearray | memoryview) -> asyncio.Future[str]:
+        """The sha256 hex of ``data``, hashed in the file thread while the caller goes on."""
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self.pool(), hexdigest, data)
+
+
+def hexdigest(data: bytes | bytearray | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,152 @@
+"""Where small files are read: on the loop while the kernel serves them at once, else in
+the client's file thread; every route gives the same bytes and the same checks."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway_async import Gateway, UploadError
+from gateway_async._upload import files
+from tests.conftest import TEST_KEY
+from tests.uploads.conftest import UploadServers, quick_retries
+
+DATA = os.urandom(300 * 1024)
+SMALL = DATA[: 100 * 1024]
+needs_nowait = pytest.mark.skipif(files.NOWAIT is None, reason="RWF_NOWAIT is Linux-only")
+
+
+def small_file(tmp_path: Path, data: bytes = SMALL, name: str = "small.bin") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def local_files(gw: Gateway) -> files.LocalFiles:
+    return gw._storage.files
+
+
+async def upload_and_check(
+    servers: UploadServers, gw: Gateway, path: Path, data: bytes = SMALL
+) -> None:
+    ref = await gw.media.upload(path)
+    assert ref.sha256 == hashlib.sha256(data).hexdigest()
+    assert servers.stored[ref.media_ref.removeprefix("mref_")] == data
+
+
+def preadv_failing(error: BaseException | None = None, short: bool = False) -> Any:
+    real = os.preadv
+
+    def fake(fd: int, buffers: list[bytearray], offset: int, flags: int = 0) -> int:
+        if error is not None:
+            raise error
+        got = real(fd, buffers, offset, flags)
+        return got - 1 if short else got
+
+    return fake
+
+
+@needs_nowait
+async def test_cached_small_file_is_read_on_the_loop(
+    servers: UploadServers, gw: Gateway, tmp_path: Path
+) -> None:
+    """A file in the page cache never goes near the file thread (it is not even started)."""
+    await upload_and_check(servers, gw, small_file(tmp_path))
+    assert local_files(gw).on_loop
+    assert local_files(gw)._pool is None
+
+
+@needs_nowait
+@pytest.mark.parametrize(
+    ("fake", "stays_on_loop"),
+    [
+        (preadv_failing(BlockingIOError(errno.EAGAIN, "would block")), True),
+        (preadv_failing(short=True), True),
+        (preadv_failing(OSError(errno.EOPNOTSUPP, "not supported")), False),
+    ],
+    ids=["not cached", "partly cached", "filesystem without RWF_NOWAIT"],
+)
+async def test_a_read_that_would_wait_goes_to_the_thread(
+    servers: UploadServers,
+    gw: Gateway,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake: Any,
+    stays_on_loop: bool,
+) -> None:
+    """The loop never waits for the disk: the file is read again in the thread, byte-exact."""
+    monkeypatch.setattr(os, "preadv", fake)
+    await upload_and_check(servers, gw, small_file(tmp_path))
+    assert local_files(gw)._pool is not None
+    assert local_files(gw).on_loop is stays_on_loop
+
+
+@needs_nowait
+async def test_one_slow_file_moves_the_client_to_its_thread(
+    servers: UploadServers, gw: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network filesystem or a cold disk: after one slow file, the loop is spared."""
+    monkeypatch.setattr(files, "SLOW_ON_LOOP", -1.0)  # every file counts as slow
+    await upload_and_check(servers, gw, small_file(tmp_path, name="first.bin"))
+    assert not local_files(gw).on_loop
+    assert local_files(gw)._pool is None  # the slow file itself was read already
+    await upload_and_check(servers, gw, small_file(tmp_path, name="second.bin"))
+    assert local_files(gw)._pool is not None
+
+
+async def test_without_rwf_nowait_files_are_read_in_the_thread(
+    servers: UploadServers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """macOS, Windows, old kernels: every small file is checked and read in one thread trip."""
+    monkeypatch.setattr(files, "NOWAIT", None)
+    async with Gateway(api_key=TEST_KEY, base_url=servers.api_url) as gw:
+        assert not local_files(gw).on_loop
+        await upload_and_check(servers, gw, small_file(tmp_path))
+        assert local_files(gw)._pool is not None
+
+
+@pytest.mark.parametrize("on_loop", [True, False], ids=["on the loop", "in the thread"])
+async def test_a_small_file_changed_while_read_is_refused_before_any_request(
+    servers: UploadServers,
+    gw: Gateway,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    on_loop: bool,
+) -> None:
+    """The snapshot is only sent when size and mtime after the read match those before."""
+    if on_loop and files.NOWAIT is None:
+        pytest.skip("RWF_NOWAIT is Linux-only")
+    local_files(gw).on_loop = on_loop
+    real, seen = os.fstat, set()
+
+    def fstat(fd: int) -> os.stat_result:
+        info = real(fd)
+        if fd not in seen:
+            seen.add(fd)
+            return info
+        # The check after the read sees a newer mtime, as if a writer had been at work.
+        return os.stat_result(tuple(info), {"st_mtime_ns": info.st_mtime_ns + 1})
+
+    monkeypatch.setattr(os, "fstat", fstat)
+    with pytest.raises(UploadError, match="changed while it was being read"):
+        await gw.media.upload(small_file(tmp_path))
+    assert servers.inits == []
+
+
+async def test_hash_of_a_large_whole_file_overlaps_the_init(
+    servers: UploadServers, gw: Gateway, tmp_path: Path
+) -> None:
+    """From 256 KiB, a file read whole is hashed in the file thread while init is sent;
+    the digest reaches complete, and a retried PUT reuses it."""
+    gw._transport.retry = quick_retries(1)
+    servers.behaviours = ["503"]
+    await upload_and_check(servers, gw, small_file(tmp_path, DATA, "larger.bin"), DATA)
+    assert servers.behaviours == []  # the 503 was answered, then the PUT was sent again
+    digest = hashlib.sha256(DATA).hexdigest()
+    assert servers.completes == [{"upload_id": "upl_1", "sha256": digest}]
+    assert local_files(gw)._pool is not None
