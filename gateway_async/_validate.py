@@ -24,6 +24,7 @@ __all__ = [
 SCOPE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ROUTING_FIELDS = frozenset({"resources", "alias", "collection", "namespace"})
 VECTOR_MODES = frozenset({"index", "search"})
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _RUN_FIELDS = frozenset({"model", "mode", "scope", "input", "params", "options"})
 _ROUTING_FIX = "routing fields are managed by the platform; remove it"
 
@@ -113,5 +114,5 @@ def check_upload_filename(filename: object) -> None:
         raise _fail("filename", "must be a non-empty file name such as 'cat.jpg'")
     if "/" in filename or "\\" in filename:
         raise _fail("filename", f"{filename!r} contains a path separator; pass the bare name")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in filename):
+    if _CONTROL_CHARS.search(filename):
         raise _fail("filename", f"{filename!r} contains control characters; remove them")

@@ -217,9 +217,11 @@ async def _from_path(
     size: object,
     files: LocalFiles,
 ) -> Source:
-    path = Path(os.fspath(source))
-    name = filename if filename is not None else path.name
-    check_upload_filename(name)
+    path = source if isinstance(source, Path) else Path(os.fspath(source))
+    name = filename
+    if name is None:  # a given filename was checked by prepare_source already
+        name = path.name
+        check_upload_filename(name)
     info, data = await files.inspect(path)
     return Source(
         kind="path",
@@ -271,7 +273,7 @@ async def prepare_source(
     """
     if filename is not None:
         check_upload_filename(filename)
-    if isinstance(source, str | os.PathLike):
+    if isinstance(source, str | Path | os.PathLike):  # Path first: PathLike's check is slow
         return await _from_path(source, filename, content_type, size, files)
     if isinstance(source, bytes | bytearray | memoryview):
         data = memoryview(source).cast("B") if isinstance(source, memoryview) else source

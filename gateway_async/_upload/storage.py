@@ -11,7 +11,7 @@ takes its place.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import aiohttp
@@ -31,6 +31,7 @@ __all__ = ["PutOutcome", "Storage", "TicketRefused"]
 _RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 _REFUSED_STATUSES: Final = frozenset({403, 410})  # signature expired or refused: init again
 _MAX_ERROR_BODY: Final = 4096
+_NO_TYPE: Final = ("Content-Type",)  # when init names no type, send none (it may be signed)
 
 
 class TicketRefused(Exception):
@@ -111,22 +112,23 @@ class Storage:
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
-
-        def wrote(sent: int) -> None:
-            watch.watch(task, loop.time() + self.stall_timeout)
-            on_write(sent)
-
-        headers = dict(ticket.headers)
+        headers = ticket.headers
         has_type = any(k.lower() == "content-type" for k in headers)
         content_type = headers.get("Content-Type", source.content_type)
         small = source.whole  # aiohttp warns about bigger bytes bodies
         body: payload.Payload
+        streaming: StreamingBody | None = None
         if small:
             # One write of the whole body: no chunk tasks, and the hash is kept for retries.
             digest = await source.sha256() if checksum else None
             body = payload.BytesPayload(source.value, content_type=content_type)
         else:
-            body = StreamingBody(
+
+            def wrote(sent: int) -> None:
+                watch.watch(task, loop.time() + self.stall_timeout)
+                on_write(sent)
+
+            body = streaming = StreamingBody(
                 source, checksum=checksum, on_write=wrote, content_type=content_type
             )
         async with slots:
@@ -144,13 +146,13 @@ class Storage:
                     UploadError(f"storage PUT failed: {type(exc).__name__}: {exc}", retryable=True)
                 ) from exc
             finally:
-                if isinstance(body, StreamingBody):
-                    await body.settle()
+                if streaming is not None:
+                    await streaming.settle()
                 watch.release(task)
-        if isinstance(body, StreamingBody):
-            if isinstance(body.failure, GatewayError):
-                raise body.failure
-            digest = body.digest
+        if streaming is not None:
+            if isinstance(streaming.failure, GatewayError):
+                raise streaming.failure
+            digest = streaming.digest
         self._classify(status, retry_after, text)
         if small:
             on_write(source.size)
@@ -161,7 +163,7 @@ class Storage:
         session: aiohttp.ClientSession,
         ticket: UploadTicket,
         body: payload.Payload,
-        headers: dict[str, str],
+        headers: Mapping[str, str],
         has_type: bool,
     ) -> tuple[int, float | None, str]:
         async with session.request(
@@ -170,8 +172,10 @@ class Storage:
             data=body,
             headers=headers,
             allow_redirects=False,
-            skip_auto_headers=() if has_type else ("Content-Type",),
+            skip_auto_headers=None if has_type else _NO_TYPE,
         ) as resp:
+            if 200 <= resp.status < 300 and resp.content.at_eof():
+                return resp.status, None, ""  # the usual answer: nothing more to read
             text = (await resp.content.read(_MAX_ERROR_BODY)).decode("utf-8", "replace")
             return resp.status, parse_retry_after(resp.headers.get("Retry-After")), text
 
