@@ -27,10 +27,12 @@ from .._errors import InvalidRequestError, UploadError
 
 __all__ = ["CHUNK_SIZE", "SMALL_FILE", "LocalFiles", "bad_source", "hexdigest"]
 
-CHUNK_SIZE: Final = 1024 * 1024
+# Larger files stream in reads of this size. Measured on 1 GiB against 1 MiB reads: +10%
+# throughput with sha256, +27% without, at less CPU; 4 MiB added nothing with sha256.
+CHUNK_SIZE: Final = 2 * 1024 * 1024
 # Up to this size a file is read whole and sent as one bytes body (the fastest for small
-# files); it is also the most an upload holds, like a streamed chunk.
-SMALL_FILE: Final = CHUNK_SIZE
+# files); reading it blocks the loop for at most ~0.2 ms when it comes from the page cache.
+SMALL_FILE: Final = 1024 * 1024
 NOWAIT: Final[int | None] = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+
 SLOW_ON_LOOP: Final = 0.001  # seconds one file may take on the loop before the thread takes over
 # O_NONBLOCK: opening a FIFO must not wait for a writer (fstat then refuses it).

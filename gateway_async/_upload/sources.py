@@ -2,8 +2,8 @@
 
 A source knows its exact size, a file name and content type, whether it can be read again
 from the start (so a failed PUT can be retried), and how to stream its bytes. A small file
-(up to 1 MiB) is checked and read whole in one worker-thread call; a larger one is read in
-1 MiB chunks (measured: 64 KiB reads cost 3-4x the CPU), each read and hashed in the same
+(up to 1 MiB) is read whole (see ``files.py``); a larger one is read in 2 MiB chunks
+(measured: 64 KiB reads cost 3-4x the CPU of 1 MiB ones), each read and hashed in the same
 worker-thread call, and if it changes size or mtime while it streams its upload fails
 instead of sending a torn copy.
 """
