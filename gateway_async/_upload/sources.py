@@ -2,15 +2,16 @@
 
 A source knows its exact size, a file name and content type, whether it can be read again
 from the start (so a failed PUT can be retried), and how to stream its bytes. A small file
-(up to 1 MiB) is read whole (see ``files.py``); a larger one is read in 2 MiB chunks
-(measured: 64 KiB reads cost 3-4x the CPU of 1 MiB ones), each read and hashed in the same
-worker-thread call, and if it changes size or mtime while it streams its upload fails
-instead of sending a torn copy.
+(up to 1 MiB) is read whole (see ``files.py``); a larger one is read in 1 MiB chunks
+(measured: 64 KiB reads cost 3-4x the CPU of 1 MiB ones), read and hashed ahead of the
+socket by a thread of its own (``readahead.py``), and if it changes size or mtime while it
+streams its upload fails instead of sending a torn copy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import mimetypes
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
@@ -24,6 +25,7 @@ from .._errors import UploadError
 from .._validate import check_upload_filename
 from .files import CHUNK_SIZE, SMALL_FILE, LocalFiles, hexdigest
 from .files import bad_source as _bad
+from .readahead import ReadAhead
 
 __all__ = ["CHUNK_SIZE", "HASH_IN_THREAD", "SMALL_FILE", "Source", "SourceLike", "prepare_source"]
 
@@ -63,16 +65,32 @@ async def open_binary(path: Path) -> BinaryIO:
 
 
 def _read_hashed(handle: IO[bytes], hasher: Hasher | None) -> bytes:
-    """The next chunk, already folded into the hash: one worker-thread trip for both.
-
-    Reading and hashing in two trips cost a third of the throughput of a hashed upload
-    (each trip waits for the busy event loop to hand the GIL back); hashlib releases the
-    GIL, so this thread hashes while the loop sends the previous chunk.
-    """
+    """The next chunk, already folded into the hash (hashlib releases the GIL, so the
+    reading thread hashes while the loop sends earlier chunks)."""
     data = handle.read(CHUNK_SIZE)
     if hasher is not None:
         hasher.update(data)
     return data
+
+
+async def _read_ahead(
+    handle: IO[bytes], hasher: Hasher | None, identity: str
+) -> AsyncIterator[bytes]:
+    reader = ReadAhead(functools.partial(_read_hashed, handle, hasher), name="gateway-read")
+    try:
+        while True:
+            try:
+                data = await reader.next()
+            except OSError as exc:  # the disk, not the network: retrying would not help
+                raise UploadError(
+                    f"{identity}: reading the source failed ({exc.strerror or exc}); "
+                    "the upload was not completed"
+                ) from exc
+            if not data:
+                return
+            yield data
+    finally:
+        await reader.aclose()  # before the caller closes the file the thread reads
 
 
 async def _fold(hasher: Hasher, chunk: bytes | memoryview) -> None:
@@ -159,9 +177,8 @@ class Source:
     async def _path_chunks(self, hasher: Hasher | None) -> AsyncIterator[bytes]:
         assert self.path is not None
         handle = await open_binary(self.path)
-        loop = asyncio.get_running_loop()
         try:
-            while data := await loop.run_in_executor(None, _read_hashed, handle, hasher):
+            async for data in _read_ahead(handle, hasher, self.identity):
                 yield data
         finally:
             handle.close()
@@ -178,9 +195,8 @@ class Source:
 
     async def _file_chunks(self, hasher: Hasher | None) -> AsyncIterator[bytes]:
         handle: IO[bytes] = self.value
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, handle.seek, self.start)
-        while data := await loop.run_in_executor(None, _read_hashed, handle, hasher):
+        await asyncio.get_running_loop().run_in_executor(None, handle.seek, self.start)
+        async for data in _read_ahead(handle, hasher, self.identity):
             yield data
 
     async def _iter_chunks(self) -> AsyncIterator[bytes | memoryview]:

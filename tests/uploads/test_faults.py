@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -183,7 +184,8 @@ def open_files() -> set[str]:
 
 
 async def test_cancelling_an_upload_leaks_nothing(servers: UploadServers, tmp_path: Path) -> None:
-    """Cancel mid-PUT: the file and the connection close; no task outlives it."""
+    """Cancel mid-PUT: the file, its reading thread and the connection close; no task
+    outlives it."""
     path = tmp_path / "big.bin"
     path.write_bytes(DATA)
     disconnected = asyncio.Event()
@@ -209,6 +211,7 @@ async def test_cancelling_an_upload_leaks_nothing(servers: UploadServers, tmp_pa
         with pytest.raises(asyncio.CancelledError):
             await task
         assert str(path) not in open_files()
+        assert not [t for t in threading.enumerate() if t.name == "gateway-read"]
         await asyncio.wait_for(disconnected.wait(), 5)  # the PUT connection closed promptly
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert not [t for t in leftover if "gateway_async" in repr(t.get_coro())]
