@@ -3,9 +3,10 @@
 Every client talks to the same sink (``_storage_sink``: init/complete on one loopback port,
 a PUT sink that discards bodies on another), in a separate process. Rounds alternate the
 clients (each round starts with the next one); figures are medians with min-max. Client
-CPU is user+sys of this process (all its threads) plus, for curl, of its child process.
+CPU is user+sys of the client's process (all its threads) and of its children (curl).
 
-1. One ``--size-mib`` file: curl, a raw aiohttp PUT of the open file, the SDK with and
+1. One ``--size-mib`` file, each round of each client in a fresh process (imports done
+   before the clock starts): curl, a raw aiohttp PUT of the open file, the SDK with and
    without ``checksum``, and two references: sha256 of the file on one core (no network),
    and curl with a concurrent sha256 of the file (what this machine allows for "send and
    hash" when the sender, the hasher and the sink share its cores).
@@ -42,6 +43,7 @@ import attrs
 from benchmarks._stats import Sample, fmt_range, measure, median, reset_peak_rss, status_mib
 from benchmarks._storage_sink import SinkUrls, cpu_seconds, storage_sink
 
+ROOT = Path(__file__).parent.parent
 KEY = "bench-key"
 MIB = 1 << 20
 SMALL_FILE = 100 * 1024
@@ -148,28 +150,46 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(urls: SinkUrls, fn: Callable[[], Any], ops: int) -> Round:
-    """``measure`` plus the CPU of child processes and of the sink over the same call."""
-    children, sink = _children_cpu(), cpu_seconds(urls.pid)
-    sample = measure(fn, ops)
-    sample = attrs.evolve(sample, cpu=sample.cpu + _children_cpu() - children)
-    return Round(sample, cpu_seconds(urls.pid) - sink)
-
-
 def rotated(names: Sequence[str], round_no: int) -> Iterator[str]:
     """The clients in turn, each round starting with the next one."""
     for i in range(len(names)):
         yield names[(round_no + i) % len(names)]
 
 
+def big_child(name: str, base: str, put: str, path: str) -> None:
+    """In a fresh process: one round of one big-file client, printed as JSON."""
+    import aiohttp  # noqa: F401  (imports are not part of the measurement)
+
+    import gateway_async  # noqa: F401
+
+    file = Path(path)
+    children = _children_cpu()
+    call = functools.partial(BIG_CLIENTS[name], SinkUrls(base, put, 0), file)
+    sample = measure(call, file.stat().st_size)
+    print(json.dumps({"wall": sample.wall, "cpu": sample.cpu + _children_cpu() - children}))
+
+
+def in_fresh_process(urls: SinkUrls, name: str, path: Path) -> Round:
+    """One round of ``name`` in its own process, as a worker would run it: no client
+    inherits another's threads, allocator state or warm caches (curl never does)."""
+    cmd = [sys.executable, "-m", "benchmarks.uploads_bench", "--big-child", name]
+    sink = cpu_seconds(urls.pid)
+    done = subprocess.run(
+        [*cmd, urls.base, urls.put, str(path)], capture_output=True, text=True, cwd=ROOT
+    )
+    if done.returncode:
+        raise RuntimeError(f"{name} failed:\n{done.stderr}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    sample = Sample(result["wall"], result["cpu"], path.stat().st_size)
+    return Round(sample, cpu_seconds(urls.pid) - sink)
+
+
 def run_big(urls: SinkUrls, path: Path, rounds: int) -> dict[str, list[Round]]:
-    size = path.stat().st_size
     sha256_file(path)  # page cache warm
     results: dict[str, list[Round]] = {name: [] for name in BIG_CLIENTS}
     for round_no in range(rounds):
         for name in rotated(list(BIG_CLIENTS), round_no):
-            call = functools.partial(BIG_CLIENTS[name], urls, path)
-            results[name].append(timed(urls, call, size))
+            results[name].append(in_fresh_process(urls, name, path))
     return results
 
 
@@ -348,8 +368,7 @@ def rss_child(base: str, big: str, tiny: str) -> None:
 
 def run_rss(urls: SinkUrls, big: Path, tiny: Path) -> dict[str, float]:
     cmd = [sys.executable, "-m", "benchmarks.uploads_bench", "--rss-child", urls.base]
-    root = Path(__file__).parent.parent
-    done = subprocess.run([*cmd, str(big), str(tiny)], capture_output=True, text=True, cwd=root)
+    done = subprocess.run([*cmd, str(big), str(tiny)], capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise RuntimeError(f"the RSS child failed:\n{done.stderr}")
     out = done.stdout
@@ -380,9 +399,13 @@ def main() -> None:
     parser.add_argument("--big-rounds", type=int, help="rounds of the big file (--rounds)")
     parser.add_argument("--rss-size-mib", type=int, default=2048)
     parser.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--big-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         rss_child(*args.rss_child)
+        return
+    if args.big_child:
+        big_child(*args.big_child)
         return
     big_rounds = args.big_rounds or args.rounds
     with (
