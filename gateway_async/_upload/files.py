@@ -35,8 +35,11 @@ CHUNK_SIZE: Final = 1024 * 1024
 SMALL_FILE: Final = 1024 * 1024
 NOWAIT: Final[int | None] = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+
 SLOW_ON_LOOP: Final = 0.001  # seconds one file may take on the loop before the thread takes over
-# O_NONBLOCK: opening a FIFO must not wait for a writer (fstat then refuses it).
-_OPEN_FLAGS: Final = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+# O_NONBLOCK: opening a FIFO must not wait for a writer (fstat then refuses it); O_BINARY:
+# Windows would otherwise translate line endings.
+_OPEN_FLAGS: Final = os.O_RDONLY | sum(
+    getattr(os, flag, 0) for flag in ("O_CLOEXEC", "O_NONBLOCK", "O_BINARY")
+)
 _NO_NOWAIT: Final = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
 
 Snapshot = tuple[os.stat_result, bytes | bytearray | None]

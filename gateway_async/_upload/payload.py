@@ -109,7 +109,7 @@ class StreamingBody(payload.Payload):
         finally:
             pending.cancel()
             await asyncio.gather(pending, return_exceptions=True)
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
         if self.sent != size:
             raise self._miscount("fewer")
         if size == 0:

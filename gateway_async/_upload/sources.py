@@ -11,10 +11,11 @@ streams its upload fails instead of sending a torn copy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import mimetypes
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Final, TypeAlias
 
@@ -36,6 +37,7 @@ SourceLike: TypeAlias = (
 )
 _OCTET: Final = "application/octet-stream"
 Hasher: TypeAlias = Any  # a hashlib object; hashlib has no public type for it
+Chunks: TypeAlias = AsyncGenerator[bytes | memoryview, None]
 
 
 def _close_opened(future: asyncio.Future[BinaryIO]) -> None:
@@ -75,7 +77,7 @@ def _read_hashed(handle: IO[bytes], hasher: Hasher | None) -> bytes:
 
 async def _read_ahead(
     handle: IO[bytes], hasher: Hasher | None, identity: str
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     reader = ReadAhead(functools.partial(_read_hashed, handle, hasher), name="gateway-read")
     try:
         while True:
@@ -93,14 +95,18 @@ async def _read_ahead(
         await reader.aclose()  # before the caller closes the file the thread reads
 
 
-async def _fold(hasher: Hasher, chunk: bytes | memoryview) -> None:
-    if len(chunk) >= HASH_IN_THREAD:
-        await asyncio.get_running_loop().run_in_executor(None, hasher.update, chunk)
-    else:
-        hasher.update(chunk)
+async def _hashed(chunks: Chunks, hasher: Hasher | None) -> Chunks:
+    """In-memory or async-iterable chunks, folded into the hash (off the loop when large)."""
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            if hasher is not None and len(chunk) >= HASH_IN_THREAD:
+                await asyncio.get_running_loop().run_in_executor(None, hasher.update, chunk)
+            elif hasher is not None:
+                hasher.update(chunk)
+            yield chunk
 
 
-async def _aiter(items: Iterable[memoryview]) -> AsyncIterator[memoryview]:
+async def _aiter(items: Iterable[memoryview]) -> AsyncGenerator[memoryview, None]:
     for item in items:
         yield item
 
@@ -148,7 +154,7 @@ class Source:
             self._sha256 = await self._sha256
         return self._sha256
 
-    async def chunks(self, hasher: Hasher | None = None) -> AsyncIterator[bytes | memoryview]:
+    async def chunks(self, hasher: Hasher | None = None) -> Chunks:
         """The source's bytes in chunks of at most CHUNK_SIZE, from byte 0, each folded
         into ``hasher`` (when given) before it is yielded."""
         if self._streamed and not self.rewindable:
@@ -157,29 +163,31 @@ class Source:
                 "be retried; pass a path, bytes or a seekable file to get retries"
             )
         self._streamed = True
-        if self.kind == "path" and not self.in_memory:
-            async for data in self._path_chunks(hasher):
-                yield data
-        elif self.kind == "file":
-            async for data in self._file_chunks(hasher):
-                yield data
-        else:
-            async for chunk in self._memory_chunks() if self.in_memory else self._iter_chunks():
-                if hasher is not None:
-                    await _fold(hasher, chunk)
+        # aclosing: when the sender stops between chunks (an error, a miscount), the inner
+        # generator's cleanup (thread, file) runs now, not whenever it is garbage-collected.
+        async with contextlib.aclosing(self._chunks(hasher)) as chunks:
+            async for chunk in chunks:
                 yield chunk
 
-    def _memory_chunks(self) -> AsyncIterator[memoryview]:
+    def _chunks(self, hasher: Hasher | None) -> Chunks:
+        if self.kind == "path" and not self.in_memory:
+            return self._path_chunks(hasher)
+        if self.kind == "file":
+            return self._file_chunks(hasher)
+        return _hashed(self._memory_chunks() if self.in_memory else self._iter_chunks(), hasher)
+
+    def _memory_chunks(self) -> AsyncGenerator[memoryview, None]:
         view = memoryview(self.value)
         offsets = range(0, self.size, CHUNK_SIZE)
         return _aiter(view[offset : offset + CHUNK_SIZE] for offset in offsets)
 
-    async def _path_chunks(self, hasher: Hasher | None) -> AsyncIterator[bytes]:
+    async def _path_chunks(self, hasher: Hasher | None) -> AsyncGenerator[bytes, None]:
         assert self.path is not None
         handle = await open_binary(self.path)
         try:
-            async for data in _read_ahead(handle, hasher, self.identity):
-                yield data
+            async with contextlib.aclosing(_read_ahead(handle, hasher, self.identity)) as reads:
+                async for data in reads:
+                    yield data
         finally:
             handle.close()
         await self._check_unchanged()
@@ -193,13 +201,14 @@ class Source:
                 f"({self.size} → {info.st_size} bytes); the upload was not completed"
             )
 
-    async def _file_chunks(self, hasher: Hasher | None) -> AsyncIterator[bytes]:
+    async def _file_chunks(self, hasher: Hasher | None) -> AsyncGenerator[bytes, None]:
         handle: IO[bytes] = self.value
         await asyncio.get_running_loop().run_in_executor(None, handle.seek, self.start)
-        async for data in _read_ahead(handle, hasher, self.identity):
-            yield data
+        async with contextlib.aclosing(_read_ahead(handle, hasher, self.identity)) as reads:
+            async for data in reads:
+                yield data
 
-    async def _iter_chunks(self) -> AsyncIterator[bytes | memoryview]:
+    async def _iter_chunks(self) -> Chunks:
         async for chunk in self.value:
             if isinstance(chunk, bytearray):
                 chunk = bytes(chunk)

@@ -145,6 +145,9 @@ async def test_file_changing_mid_upload_fails_without_complete(
     with pytest.raises(UploadError, match=message):
         await gw.media.upload(path)
     assert servers.completes == []
+    # Cleaned up when the upload fails, not whenever a generator is garbage-collected.
+    assert str(path) not in open_files()
+    assert not [t for t in threading.enumerate() if t.name == "gateway-read"]
 
 
 async def test_stalled_put_is_abandoned_and_retried(servers: UploadServers) -> None:
