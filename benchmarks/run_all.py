@@ -21,7 +21,7 @@ SCENARIOS: list[tuple[str, list[str]]] = [
     ("runs_bench", []),
     ("startup_bench", []),
     ("scaling_bench", []),
-    ("uploads_bench", []),
+    ("uploads_bench", ["--rounds", "7"]),
     ("pipeline_bench", []),
     ("pipeline_bench", ["--files", "2000", "--latency", "0.01-0.03"]),
 ]
