@@ -76,6 +76,16 @@ def _read_nowait(fd: int, size: int) -> bytearray:
     return buf
 
 
+def _read_all(fd: int, size: int) -> bytes:
+    """Up to ``size`` bytes: network filesystems may answer one read with fewer."""
+    parts: list[bytes] = []
+    got = 0
+    while got < size and (part := os.read(fd, size - got)):
+        parts.append(part)
+        got += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 def inspect(path: Path, nowait: bool) -> Snapshot:
     """Check ``path``; read it whole when it is small, as a consistent snapshot (its size
     and mtime after the read are those it had before). ``nowait``: raise _WouldWait rather
@@ -94,7 +104,7 @@ def inspect(path: Path, nowait: bool) -> Snapshot:
             raise bad_source(f"{path} is not a regular file")
         if info.st_size > SMALL_FILE:
             return info, None
-        data = _read_nowait(fd, info.st_size) if nowait else os.read(fd, info.st_size)
+        data = _read_nowait(fd, info.st_size) if nowait else _read_all(fd, info.st_size)
         after = os.fstat(fd)
     except OSError as exc:
         raise bad_source(f"{path} cannot be read: {exc.strerror}") from None

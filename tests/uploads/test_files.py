@@ -150,3 +150,17 @@ async def test_hash_of_a_large_whole_file_overlaps_the_init(
     digest = hashlib.sha256(DATA).hexdigest()
     assert servers.completes == [{"upload_id": "upl_1", "sha256": digest}]
     assert local_files(gw)._pool is not None
+
+
+async def test_short_reads_in_the_thread_are_completed(
+    servers: UploadServers, gw: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network filesystem may answer a read with fewer bytes than asked: keep reading."""
+    local_files(gw).on_loop = False
+    real = os.read
+
+    def short(fd: int, n: int) -> bytes:
+        return real(fd, min(n, 7000))
+
+    monkeypatch.setattr(os, "read", short)
+    await upload_and_check(servers, gw, small_file(tmp_path))
