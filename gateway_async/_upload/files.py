@@ -6,8 +6,8 @@ loop has to hand the GIL back every time (measured on a busy 2-core client: abou
 CPU per call, more than reading 100 KiB). So a small file is opened, sized and read on the
 event loop when the kernel can serve it at once: the read is ``preadv2`` with
 ``RWF_NOWAIT``, which fails instead of waiting for the disk. A file that is not in the page
-cache, a filesystem or platform without ``RWF_NOWAIT``, and every file of a client that once
-took longer than ``SLOW_ON_LOOP`` for one file on the loop (a network filesystem, a cold
+cache, a filesystem or platform without ``RWF_NOWAIT``, and every file of a client whose
+opens took longer than ``SLOW_OPEN`` several times in a row (a network filesystem, a cold
 disk) are checked and read in the client's file thread instead, in one trip.
 """
 
@@ -34,7 +34,8 @@ CHUNK_SIZE: Final = 1024 * 1024
 # files); reading it blocks the loop for at most ~0.2 ms when it comes from the page cache.
 SMALL_FILE: Final = 1024 * 1024
 NOWAIT: Final[int | None] = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+
-SLOW_ON_LOOP: Final = 0.001  # seconds one file may take on the loop before the thread takes over
+SLOW_OPEN: Final = 0.001  # seconds: opening a file on a local disk takes microseconds
+SLOW_OPENS: Final = 3  # slow opens in a row before the client's file work moves to its thread
 # O_NONBLOCK: opening a FIFO must not wait for a writer (fstat then refuses it); O_BINARY:
 # Windows would otherwise translate line endings.
 _OPEN_FLAGS: Final = os.O_RDONLY | sum(
@@ -86,10 +87,8 @@ def _read_all(fd: int, size: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def inspect(path: Path, nowait: bool) -> Snapshot:
-    """Check ``path``; read it whole when it is small, as a consistent snapshot (its size
-    and mtime after the read are those it had before). ``nowait``: raise _WouldWait rather
-    than wait for the disk."""
+def _open_checked(path: Path) -> tuple[int, os.stat_result]:
+    """Open ``path`` and check that it is a regular file; the caller closes the fd."""
     try:
         fd = _open_fd(path)
     except FileNotFoundError:
@@ -102,21 +101,38 @@ def inspect(path: Path, nowait: bool) -> Snapshot:
             raise bad_source(f"{path} is a directory; upload the files inside it one by one")
         if not stat.S_ISREG(info.st_mode):
             raise bad_source(f"{path} is not a regular file")
-        if info.st_size > SMALL_FILE:
-            return info, None
+    except BaseException as exc:
+        os.close(fd)
+        if isinstance(exc, OSError):
+            raise bad_source(f"{path} cannot be read: {exc.strerror}") from None
+        raise
+    return fd, info
+
+
+def _snapshot(path: Path, fd: int, info: os.stat_result, nowait: bool) -> bytes | bytearray:
+    """The whole small file, consistent: its size and mtime after the read are those it had
+    before. ``nowait``: raise _WouldWait rather than wait for the disk."""
+    try:
         data = _read_nowait(fd, info.st_size) if nowait else _read_all(fd, info.st_size)
         after = os.fstat(fd)
     except OSError as exc:
         raise bad_source(f"{path} cannot be read: {exc.strerror}") from None
-    finally:
-        os.close(fd)
     if (after.st_size, after.st_mtime_ns, len(data)) != (
         info.st_size,
         info.st_mtime_ns,
         info.st_size,
     ):
         raise UploadError(f"{path}: the file changed while it was being read; try again")
-    return info, data
+    return data
+
+
+def inspect(path: Path, nowait: bool) -> Snapshot:
+    """Check ``path``; read it whole when it is small (up to SMALL_FILE)."""
+    fd, info = _open_checked(path)
+    try:
+        return info, _snapshot(path, fd, info, nowait) if info.st_size <= SMALL_FILE else None
+    finally:
+        os.close(fd)
 
 
 class LocalFiles:
@@ -124,6 +140,7 @@ class LocalFiles:
 
     def __init__(self) -> None:
         self.on_loop = NOWAIT is not None
+        self._slow_opens = 0
         self._pool: ThreadPoolExecutor | None = None
 
     def pool(self) -> ThreadPoolExecutor:
@@ -142,17 +159,27 @@ class LocalFiles:
         """Check ``path`` and read it whole when small (see the module's docstring)."""
         if self.on_loop:
             started = time.perf_counter()
+            fd, info = _open_checked(path)
+            self._opened(time.perf_counter() - started)
             try:
-                return inspect(path, nowait=True)
+                if info.st_size > SMALL_FILE:
+                    return info, None
+                return info, _snapshot(path, fd, info, nowait=True)
             except _NoWaitUnsupported:
                 self.on_loop = False
             except _WouldWait:
                 pass
             finally:
-                if time.perf_counter() - started > SLOW_ON_LOOP:
-                    self.on_loop = False
+                os.close(fd)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool(), inspect, path, False)
+
+    def _opened(self, seconds: float) -> None:
+        """SLOW_OPENS slow opens in a row (a network filesystem, a cold disk) move this
+        client's file work to its thread; one slow open (the VM paused) does not."""
+        self._slow_opens = self._slow_opens + 1 if seconds > SLOW_OPEN else 0
+        if self._slow_opens >= SLOW_OPENS:
+            self.on_loop = False
 
     def sha256(self, data: bytes | bytearray | memoryview) -> asyncio.Future[str]:
         """The sha256 hex of ``data``, hashed in the file thread while the caller goes on."""

@@ -87,16 +87,32 @@ async def test_a_read_that_would_wait_goes_to_the_thread(
 
 
 @needs_nowait
-async def test_one_slow_file_moves_the_client_to_its_thread(
+async def test_slow_opens_in_a_row_move_the_client_to_its_thread(
     servers: UploadServers, gw: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A network filesystem or a cold disk: after one slow file, the loop is spared."""
-    monkeypatch.setattr(files, "SLOW_ON_LOOP", -1.0)  # every file counts as slow
-    await upload_and_check(servers, gw, small_file(tmp_path, name="first.bin"))
+    """A network filesystem or a cold disk: after SLOW_OPENS slow opens in a row, the loop
+    is spared; the files up to then were read already."""
+    monkeypatch.setattr(files, "SLOW_OPEN", -1.0)  # every open counts as slow
+    for n in range(files.SLOW_OPENS):
+        assert local_files(gw).on_loop
+        await upload_and_check(servers, gw, small_file(tmp_path, name=f"slow{n}.bin"))
     assert not local_files(gw).on_loop
-    assert local_files(gw)._pool is None  # the slow file itself was read already
-    await upload_and_check(servers, gw, small_file(tmp_path, name="second.bin"))
+    assert local_files(gw)._pool is None
+    await upload_and_check(servers, gw, small_file(tmp_path, name="next.bin"))
     assert local_files(gw)._pool is not None
+
+
+@needs_nowait
+async def test_a_fast_open_forgives_earlier_slow_ones(
+    servers: UploadServers, gw: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One slow open (the VM paused, a cold directory) must not demote a client for good."""
+    for n in range(3 * files.SLOW_OPENS):
+        slow = n % files.SLOW_OPENS != files.SLOW_OPENS - 1  # every third open is fast
+        monkeypatch.setattr(files, "SLOW_OPEN", -1.0 if slow else 3600.0)
+        await upload_and_check(servers, gw, small_file(tmp_path, name=f"f{n}.bin"))
+    assert local_files(gw).on_loop
+    assert local_files(gw)._pool is None
 
 
 async def test_without_rwf_nowait_files_are_read_in_the_thread(
