@@ -5,9 +5,9 @@ falls back to chunked transfer encoding, which pre-signed storage URLs refuse. a
 clips a body that is too long and hangs on one that is too short, so the payload itself
 checks the count and fails the attempt instead.
 
-The source reads and hashes each chunk in a worker thread (hashlib releases the GIL), and
-the next chunk is read while the current one is written, so hashing overlaps with sending
-instead of stalling the event loop.
+A thread of the source's own reads and hashes ahead (hashlib releases the GIL) while this
+payload writes, and the payload asks for the next chunk before writing the current one, so
+hashing overlaps with sending instead of stalling the event loop.
 """
 
 from __future__ import annotations
