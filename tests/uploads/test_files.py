@@ -18,7 +18,25 @@ from tests.uploads.conftest import UploadServers, quick_retries
 
 DATA = os.urandom(300 * 1024)
 SMALL = DATA[: 100 * 1024]
-needs_nowait = pytest.mark.skipif(files.NOWAIT is None, reason="RWF_NOWAIT is Linux-only")
+
+
+@pytest.fixture
+def nowait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop route needs RWF_NOWAIT (Linux), and ``tmp_path``'s filesystem may lack it
+    (tmpfs answers EOPNOTSUPP): there a plain read of the just-written file stands in."""
+    if files.NOWAIT is None:
+        pytest.skip("RWF_NOWAIT is Linux-only")
+    probe = small_file(tmp_path, b"probe", "probe.bin")
+    fd = os.open(probe, os.O_RDONLY)
+    try:
+        os.preadv(fd, [bytearray(5)], 0, files.NOWAIT)
+    except OSError as exc:
+        if exc.errno != errno.EOPNOTSUPP:
+            raise
+        real = os.preadv
+        monkeypatch.setattr(os, "preadv", lambda fd, bufs, offset, flags=0: real(fd, bufs, offset))
+    finally:
+        os.close(fd)
 
 
 def small_file(tmp_path: Path, data: bytes = SMALL, name: str = "small.bin") -> Path:
@@ -51,7 +69,7 @@ def preadv_failing(error: BaseException | None = None, short: bool = False) -> A
     return fake
 
 
-@needs_nowait
+@pytest.mark.usefixtures("nowait")
 async def test_cached_small_file_is_read_on_the_loop(
     servers: UploadServers, gw: Gateway, tmp_path: Path
 ) -> None:
@@ -61,14 +79,10 @@ async def test_cached_small_file_is_read_on_the_loop(
     assert local_files(gw)._pool is None
 
 
-@needs_nowait
+@pytest.mark.usefixtures("nowait")
 @pytest.mark.parametrize(
-    ("fake", "stays_on_loop"),
-    [
-        (preadv_failing(BlockingIOError(errno.EAGAIN, "would block")), True),
-        (preadv_failing(short=True), True),
-        (preadv_failing(OSError(errno.EOPNOTSUPP, "not supported")), False),
-    ],
+    ("answer", "stays_on_loop"),
+    [("would block", True), ("partly cached", True), ("not supported", False)],
     ids=["not cached", "partly cached", "filesystem without RWF_NOWAIT"],
 )
 async def test_a_read_that_would_wait_goes_to_the_thread(
@@ -76,17 +90,22 @@ async def test_a_read_that_would_wait_goes_to_the_thread(
     gw: Gateway,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    fake: Any,
+    answer: str,
     stays_on_loop: bool,
 ) -> None:
     """The loop never waits for the disk: the file is read again in the thread, byte-exact."""
+    fake = {
+        "would block": preadv_failing(BlockingIOError(errno.EAGAIN, "would block")),
+        "partly cached": preadv_failing(short=True),
+        "not supported": preadv_failing(OSError(errno.EOPNOTSUPP, "not supported")),
+    }[answer]
     monkeypatch.setattr(os, "preadv", fake)
     await upload_and_check(servers, gw, small_file(tmp_path))
     assert local_files(gw)._pool is not None
     assert local_files(gw).on_loop is stays_on_loop
 
 
-@needs_nowait
+@pytest.mark.usefixtures("nowait")
 async def test_slow_opens_in_a_row_move_the_client_to_its_thread(
     servers: UploadServers, gw: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,7 +121,7 @@ async def test_slow_opens_in_a_row_move_the_client_to_its_thread(
     assert local_files(gw)._pool is not None
 
 
-@needs_nowait
+@pytest.mark.usefixtures("nowait")
 async def test_a_fast_open_forgives_earlier_slow_ones(
     servers: UploadServers, gw: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -133,10 +152,11 @@ async def test_a_small_file_changed_while_read_is_refused_before_any_request(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     on_loop: bool,
+    request: pytest.FixtureRequest,
 ) -> None:
     """The snapshot is only sent when size and mtime after the read match those before."""
-    if on_loop and files.NOWAIT is None:
-        pytest.skip("RWF_NOWAIT is Linux-only")
+    if on_loop:
+        request.getfixturevalue("nowait")
     local_files(gw).on_loop = on_loop
     real, seen = os.fstat, set()
 
