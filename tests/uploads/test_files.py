@@ -20,6 +20,12 @@ DATA = os.urandom(300 * 1024)
 SMALL = DATA[: 100 * 1024]
 
 
+def small_file(tmp_path: Path, data: bytes = SMALL, name: str = "small.bin") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
 @pytest.fixture
 def nowait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The loop route needs RWF_NOWAIT (Linux), and ``tmp_path``'s filesystem may lack it
@@ -37,12 +43,6 @@ def nowait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(os, "preadv", lambda fd, bufs, offset, flags=0: real(fd, bufs, offset))
     finally:
         os.close(fd)
-
-
-def small_file(tmp_path: Path, data: bytes = SMALL, name: str = "small.bin") -> Path:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path
 
 
 def local_files(gw: Gateway) -> files.LocalFiles:
