@@ -19,6 +19,7 @@ import hashlib
 import os
 import stat
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
@@ -126,9 +127,13 @@ def _snapshot(path: Path, fd: int, info: os.stat_result, nowait: bool) -> bytes 
     return data
 
 
-def inspect(path: Path, nowait: bool) -> Snapshot:
-    """Check ``path``; read it whole when it is small (up to SMALL_FILE)."""
+def inspect(path: Path, nowait: bool, opened: Callable[[float], None] | None = None) -> Snapshot:
+    """Check ``path``; read it whole when it is small (up to SMALL_FILE). ``opened`` is
+    told how long the open and its checks took."""
+    started = time.perf_counter()
     fd, info = _open_checked(path)
+    if opened is not None:
+        opened(time.perf_counter() - started)
     try:
         return info, _snapshot(path, fd, info, nowait) if info.st_size <= SMALL_FILE else None
     finally:
@@ -158,19 +163,12 @@ class LocalFiles:
     async def inspect(self, path: Path) -> Snapshot:
         """Check ``path`` and read it whole when small (see the module's docstring)."""
         if self.on_loop:
-            started = time.perf_counter()
-            fd, info = _open_checked(path)
-            self._opened(time.perf_counter() - started)
             try:
-                if info.st_size > SMALL_FILE:
-                    return info, None
-                return info, _snapshot(path, fd, info, nowait=True)
+                return inspect(path, nowait=True, opened=self._opened)
             except _NoWaitUnsupported:
                 self.on_loop = False
             except _WouldWait:
                 pass
-            finally:
-                os.close(fd)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool(), inspect, path, False)
 

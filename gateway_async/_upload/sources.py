@@ -15,7 +15,7 @@ import contextlib
 import functools
 import mimetypes
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Final, TypeAlias
 
@@ -106,11 +106,6 @@ async def _hashed(chunks: Chunks, hasher: Hasher | None) -> Chunks:
             yield chunk
 
 
-async def _aiter(items: Iterable[memoryview]) -> AsyncGenerator[memoryview, None]:
-    for item in items:
-        yield item
-
-
 @attrs.define(slots=True)
 class Source:
     """One upload source, normalised. ``chunks()`` streams it from the start each call."""
@@ -176,10 +171,10 @@ class Source:
             return self._file_chunks(hasher)
         return _hashed(self._memory_chunks() if self.in_memory else self._iter_chunks(), hasher)
 
-    def _memory_chunks(self) -> AsyncGenerator[memoryview, None]:
+    async def _memory_chunks(self) -> AsyncGenerator[memoryview, None]:
         view = memoryview(self.value)
-        offsets = range(0, self.size, CHUNK_SIZE)
-        return _aiter(view[offset : offset + CHUNK_SIZE] for offset in offsets)
+        for offset in range(0, self.size, CHUNK_SIZE):
+            yield view[offset : offset + CHUNK_SIZE]
 
     async def _path_chunks(self, hasher: Hasher | None) -> AsyncGenerator[bytes, None]:
         assert self.path is not None
