@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -177,3 +178,14 @@ def quick_retries(max_retries: int = 2) -> RetryPolicy:
 async def gw(servers: UploadServers) -> AsyncIterator[Gateway]:
     async with Gateway(api_key=TEST_KEY, base_url=servers.api_url, retry=quick_retries()) as client:
         yield client
+
+
+def threads_left(name: str) -> list[threading.Thread]:
+    """Threads called ``name`` still alive once each had 5 s to finish.
+
+    A reader thread signals the loop from its last lines, so it may still be returning
+    when the awaited close completes; joining it is the synchronisation, not a sleep.
+    """
+    for thread in [t for t in threading.enumerate() if t.name == name]:
+        thread.join(timeout=5)
+    return [t for t in threading.enumerate() if t.name == name]

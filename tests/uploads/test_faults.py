@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from aiohttp import web
 
 from gateway_async import Gateway, UploadError
 from tests.conftest import TEST_KEY
-from tests.uploads.conftest import UploadServers, quick_retries
+from tests.uploads.conftest import UploadServers, quick_retries, threads_left
 
 DATA = os.urandom(6 * 1024 * 1024)
 DIGEST = hashlib.sha256(DATA).hexdigest()
@@ -147,7 +146,7 @@ async def test_file_changing_mid_upload_fails_without_complete(
     assert servers.completes == []
     # Cleaned up when the upload fails, not whenever a generator is garbage-collected.
     assert str(path) not in open_files()
-    assert not [t for t in threading.enumerate() if t.name == "gateway-read"]
+    assert not threads_left("gateway-read")
 
 
 async def test_stalled_put_is_abandoned_and_retried(servers: UploadServers) -> None:
@@ -214,7 +213,7 @@ async def test_cancelling_an_upload_leaks_nothing(servers: UploadServers, tmp_pa
         with pytest.raises(asyncio.CancelledError):
             await task
         assert str(path) not in open_files()
-        assert not [t for t in threading.enumerate() if t.name == "gateway-read"]
+        assert not threads_left("gateway-read")
         await asyncio.wait_for(disconnected.wait(), 5)  # the PUT connection closed promptly
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert not [t for t in leftover if "gateway_async" in repr(t.get_coro())]

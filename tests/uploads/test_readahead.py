@@ -12,7 +12,7 @@ import pytest
 from gateway_async import Gateway, UploadError
 from gateway_async._upload import sources
 from gateway_async._upload.readahead import AHEAD, ReadAhead
-from tests.uploads.conftest import UploadServers
+from tests.uploads.conftest import UploadServers, threads_left
 
 
 def counting_reads(limit: int | None = None) -> tuple[Callable[[], bytes], list[int]]:
@@ -29,7 +29,7 @@ def counting_reads(limit: int | None = None) -> tuple[Callable[[], bytes], list[
 
 
 def reader_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "test-read"]
+    return threads_left("test-read")
 
 
 async def test_chunks_arrive_in_order_and_end() -> None:
@@ -110,4 +110,4 @@ async def test_a_read_error_mid_upload_fails_it_without_complete(
         await gw.media.upload(path)
     assert len(reads) == 3  # a disk error is not retried: the same disk would fail again
     assert servers.completes == []
-    assert not [t for t in threading.enumerate() if t.name == "gateway-read"]
+    assert not threads_left("gateway-read")
