@@ -12,7 +12,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,cli]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -32,7 +32,7 @@ soak: $(STAMP)
 	GATEWAY_SOAK_N=20000 $(BIN)/python -m pytest -W error -q -m soak tests/soak
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,cli,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.run_all
 
 demo: $(STAMP)
