@@ -2,8 +2,9 @@
 
     python examples/batch_index.py photos/ --scope photos --journal photos.db --max-spend 5
 
-Run it twice: the second run skips everything the first one finished (the journal), and an
-interrupted run (Ctrl-C) resumes where it stopped without running or paying twice.
+It prints a line per file as it is indexed. Run it twice: the second run skips everything
+the first one finished (the journal). Ctrl-C stops it cleanly with one line on stderr and
+exit status 130; rerun with the same --journal to resume without running or paying twice.
 Configuration comes from GATEWAY_API_KEY / GATEWAY_BASE_URL (try `gateway-async emulator`).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,8 +42,10 @@ async def index_folder(
     )
     async with ingest:
         async for item in ingest:
-            if not item.ok:
-                print(f"failed: {item.source}: {item.error or item.run}")
+            if item.ok:
+                print(f"{'skipped' if item.skipped else 'indexed'} {item.source}", flush=True)
+            else:
+                print(f"failed: {item.source}: {item.error or item.run}", flush=True)
     return ingest.summary
 
 
@@ -72,5 +76,15 @@ async def main(argv: list[str] | None = None) -> None:
             print(f"{match['score']:.4f}  {match['metadata']}")
 
 
+def run_script() -> int:
+    """Ctrl-C cancels the ingest (its journal stays consistent) and says how to resume."""
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted: rerun with the same --journal to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(run_script())

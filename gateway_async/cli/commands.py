@@ -1,29 +1,49 @@
-"""The CLI's commands, each ``async (gw, args) -> exit code``, using only the public API."""
+"""The CLI's commands, each ``async (gw, args) -> exit code``, using only the public API.
+
+What every command guarantees: bad flags fail in one line before any byte is sent (exit
+2); results print as they finish (``--json``: one line each); a failure that dooms the rest
+(401, 402, 403) is one line, not one per file; Ctrl-C reports what was done.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fnmatch
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .. import Gateway, GatewayError, MarketplaceModel, MediaRef, UploadProgress
+import attrs
+
+from .. import (
+    AuthenticationError,
+    Gateway,
+    GatewayError,
+    InsufficientFundsError,
+    MarketplaceModel,
+    MediaRef,
+    PermissionDeniedError,
+    Run,
+    RunRequest,
+    UploadProgress,
+)
 from ..pipeline import Ingest, IngestEvent, IngestItem, IngestSummary
-from .main import UsageError
-from .output import Progress, dump_json, human_bytes, jsonable, print_table
+from .main import UsageError, on_interrupt
+from .output import Progress, compact, dump_json, human_bytes, jsonable, one_line, print_table
 
 __all__ = [
-    "bytes_to",
+    "BudgetGate",
     "collect_files",
     "drain",
     "index",
     "models",
+    "progress_events",
     "run",
     "search",
     "summary_lines",
@@ -32,8 +52,13 @@ __all__ = [
     "wallet",
 ]
 
+T = TypeVar("T")
+R = TypeVar("R")
+MEDIA_FORMAT = "media_ref"
+DOOMING = (AuthenticationError, PermissionDeniedError, InsufficientFundsError)
 
-# -- helpers -------------------------------------------------------------------------------
+
+# -- arguments ------------------------------------------------------------------------------
 
 
 def _json_arg(text: str | None, flag: str, *, obj: bool = False) -> Any:
@@ -44,7 +69,7 @@ def _json_arg(text: str | None, flag: str, *, obj: bool = False) -> Any:
     except ValueError as exc:
         raise UsageError(f"{flag}: not valid JSON ({exc})") from None
     if obj and not isinstance(value, dict):
-        raise UsageError(f"{flag}: expected a JSON object")
+        raise UsageError(f'{flag}: expected a JSON object, e.g. \'{{"text": "hello"}}\'')
     return value
 
 
@@ -58,42 +83,126 @@ def _when(text: str | None, flag: str) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def collect_files(paths: list[str], pattern: str = "*") -> list[Path]:
-    """Files named by ``paths``, directories walked recursively (sorted), names matching."""
+def _check_run(args: argparse.Namespace, mode: str) -> None:
+    """The SDK's own request rules on the flags (e.g. ``--scope``), before any byte is sent."""
+    RunRequest(model=args.model, mode=mode, scope=args.scope, input={})
+
+
+def media_field(model: MarketplaceModel, given: str | None) -> str:
+    """The input field that takes a media_ref; a UsageError for a model that takes none."""
+    properties = model.input_schema.get("properties")
+    if not isinstance(properties, dict) or not properties:
+        if given:
+            return given
+        raise UsageError(f"--model {model.slug} declares no media input: pass --input-field")
+    media = [name for name, spec in properties.items() if _is_media(spec)]
+    if given in media or (given is None and len(media) == 1):
+        return given or media[0]
+    takes = ", ".join(f"{name!r}" for name in properties)
+    raise UsageError(
+        f"--model {model.slug} takes {takes}, not files: index files with a media model "
+        "(e.g. demo-image-embed), or use `run --input` for text"
+    )
+
+
+def _is_media(spec: object) -> bool:
+    return isinstance(spec, dict) and spec.get("format") == MEDIA_FORMAT
+
+
+# -- files ----------------------------------------------------------------------------------
+
+
+def collect_files(paths: Sequence[str], pattern: str = "*") -> tuple[list[Path], list[Path]]:
+    """Files named by ``paths``, directories walked recursively (sorted), names matching;
+    and the dangling symlinks met on the way (skipped, to be reported)."""
     files: list[Path] = []
+    dangling: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = (p for p in path.rglob("*") if p.is_file() and fnmatch.fnmatch(p.name, pattern))
-            files.extend(sorted(found))
+            for found in sorted(path.rglob("*")):
+                if fnmatch.fnmatch(found.name, pattern):
+                    _sort_into(found, files, dangling)
         elif path.is_file():
             files.append(path)
+        elif path.is_symlink():
+            dangling.append(path)
         else:
             raise FileNotFoundError(f"no such file or directory: {raw}")
+    return files, dangling
+
+
+def _sort_into(path: Path, files: list[Path], dangling: list[Path]) -> None:
+    if path.is_file():
+        files.append(path)
+    elif path.is_symlink() and not path.exists():
+        dangling.append(path)
+
+
+async def _files(args: argparse.Namespace) -> list[Path]:
+    """The command's files; dangling symlinks are reported; none at all is an error."""
+    files, dangling = await asyncio.to_thread(collect_files, args.paths, args.glob)
+    for link in dangling:
+        print(f"skipped dangling symlink: {link}", file=sys.stderr)
+    if not files:
+        where = " ".join(args.paths)
+        raise FileNotFoundError(f"no files found in {where} (--glob {args.glob!r})")
     return files
 
 
-def _takes_metadata(model: MarketplaceModel) -> bool:
-    properties = model.params_schema.get("properties")
-    return isinstance(properties, dict) and "metadata" in properties
+async def finished(
+    items: Sequence[T], fn: Callable[[T], Awaitable[R]], concurrency: int
+) -> AsyncGenerator[tuple[T, R | Exception], None]:
+    """``fn`` over ``items``, ``concurrency`` at once, each outcome as soon as it lands.
+
+    Closing the iterator early (an error, Ctrl-C) cancels the work still running.
+    """
+    queue: asyncio.Queue[tuple[T, R | Exception]] = asyncio.Queue()
+    todo = iter(items)
+
+    async def worker() -> None:
+        for item in todo:
+            try:
+                outcome: R | Exception = await fn(item)
+            except Exception as exc:  # an outcome: reported (or re-raised) by the consumer
+                outcome = exc
+            await queue.put((item, outcome))
+
+    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(items)))]
+    try:
+        for _ in items:
+            yield await queue.get()
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
 
 
-def _path_metadata(source: Any) -> dict[str, Any]:
-    return {"metadata": {"path": os.fspath(source)}}
+# -- output helpers -------------------------------------------------------------------------
 
 
-def summary_lines(summary: IngestSummary) -> list[str]:
-    """A short human account of an ingest."""
+def summary_lines(
+    summary: IngestSummary, *, total: int | None = None, withheld: int = 0
+) -> list[str]:
+    """A short human account of an ingest; ``total`` counts every file given, run or not."""
+    total = summary.total + withheld if total is None else total
+    not_run = total - summary.succeeded - summary.skipped - summary.failed
     lines = [
         f"{summary.succeeded} indexed, {summary.skipped} already done, {summary.failed} failed"
-        + (f", {summary.not_run} not run" if summary.not_run else "")
-        + f" (of {summary.total}) in {summary.duration:.2f} s",
+        + (f", {not_run} not run" if not_run else "")
+        + f" (of {total}) in {summary.duration:.2f} s",
         f"uploaded {summary.uploaded} ({human_bytes(summary.bytes)}), reused {summary.reused}; "
         f"{summary.credits} credits",
     ]
-    if summary.stopped == "budget":
+    if summary.stopped == "budget" or withheld:
         lines.append("stopped: the spend cap (--max-spend) was reached")
     return lines
+
+
+def _resume_hint(journal: str | None) -> str:
+    if journal:
+        return "rerun with the same --journal to resume"
+    return "nothing was journaled: rerun with --journal FILE to make the next run resumable"
 
 
 def _item_json(item: IngestItem) -> dict[str, Any]:
@@ -108,7 +217,87 @@ def _item_json(item: IngestItem) -> dict[str, Any]:
     }
 
 
-# -- commands ------------------------------------------------------------------------------
+def run_failure(run: Run) -> str:
+    """``model_error: boom`` rather than a dict."""
+    if run.error is None:
+        return f"status {run.status}"
+    return one_line(f"{run.error.code}: {run.error.message}")
+
+
+def _item_failure(item: IngestItem) -> str:
+    if item.error is not None:
+        return one_line(item.error)
+    return run_failure(item.run) if item.run is not None else "did not run"
+
+
+# -- the spend cap --------------------------------------------------------------------------
+
+
+@attrs.define
+class BudgetGate:
+    """Hands the ingest a file only while the spend cap can still run it, so no file is
+    uploaded that the budget cannot index. ``runs`` is how many runs the cap pays for.
+
+    A handed-out file is *pending* until the ingest says what became of it: skipped (the
+    journal had it: free) or uploaded/reused (it will run: paid) or failed.
+    """
+
+    runs: int
+    handed: int = 0
+    paid: int = 0
+    withheld: int = 0
+    _settled: set[int] = attrs.field(factory=set)
+    _changed: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+    async def sources(self, files: Sequence[Path]) -> AsyncIterator[Path]:
+        for position, path in enumerate(files):
+            while self.paid + self.handed - len(self._settled) >= self.runs:
+                if self.handed == len(self._settled):
+                    self.withheld = len(files) - position
+                    return
+                self._changed.clear()
+                await self._changed.wait()
+            self.handed += 1
+            yield path
+
+    def on_event(self, event: IngestEvent) -> None:
+        if event.kind in ("uploaded", "reused") and event.index not in self._settled:
+            self.paid += 1
+        if event.kind in ("uploaded", "reused", "skipped", "failed"):
+            self._settled.add(event.index)
+            self._changed.set()
+
+
+def progress_events(
+    progress: Progress, gate: BudgetGate | None = None
+) -> Callable[[IngestEvent], None]:
+    """An ``on_event`` that adds uploaded bytes to the bar and tells the gate."""
+
+    def on_event(event: IngestEvent) -> None:
+        if event.kind == "uploaded":
+            progress.advance(nbytes=event.nbytes)
+        if gate is not None:
+            gate.on_event(event)
+
+    return on_event
+
+
+async def drain(ingest: Ingest, progress: Progress, as_json: bool) -> IngestSummary:
+    """Iterate an ingest with a progress bar; each item is told as it finishes."""
+    try:
+        async with ingest:
+            async for item in ingest:
+                progress.advance(1, failed=0 if item.ok else 1)
+                if as_json:
+                    dump_json(_item_json(item), indent=None)
+                elif not item.ok:
+                    progress.note(f"failed: {item.source}: {_item_failure(item)}")
+    finally:
+        progress.close()
+    return ingest.summary
+
+
+# -- commands -------------------------------------------------------------------------------
 
 
 async def models(gw: Gateway, args: argparse.Namespace) -> int:
@@ -131,7 +320,7 @@ async def models(gw: Gateway, args: argparse.Namespace) -> int:
 async def run(gw: Gateway, args: argparse.Namespace) -> int:
     result = await gw.runs.create(
         model=args.model,
-        input=_json_arg(args.input, "--input"),
+        input=_json_arg(args.input, "--input", obj=True),
         mode=args.mode,
         scope=args.scope,
         params=_json_arg(args.params, "--params", obj=True),
@@ -140,120 +329,126 @@ async def run(gw: Gateway, args: argparse.Namespace) -> int:
         dump_json(result)
     else:
         print(f"{result.id} {result.status} ({result.usage.credits} credits)")
-        print(json.dumps(jsonable(result.output), indent=2))
+        print(json.dumps(compact(result.output), indent=2, ensure_ascii=False))
     if not result.succeeded:
-        print(f"run failed: {jsonable(result.error)}", file=sys.stderr)
+        print(f"run failed: {run_failure(result)}", file=sys.stderr)
         return 1
     return 0
 
 
 async def upload(gw: Gateway, args: argparse.Namespace) -> int:
-    files = await asyncio.to_thread(collect_files, args.paths, args.glob)
-    progress = Progress("upload", total=len(files))
-    sent: dict[int | None, int] = {}
+    files = await _files(args)
+    progress = Progress("upload", total=len(files), enabled=not args.json)
+    on_interrupt(args, lambda: [f"{progress.done} of {len(files)} files done"])
 
-    def on_progress(event: UploadProgress) -> None:
-        """Move the bar per chunk, not per finished file."""
-        progress.advance(nbytes=event.bytes_sent - sent.get(event.index, 0))
-        sent[event.index] = event.bytes_sent
+    async def one(path: Path) -> MediaRef:
+        sent = 0
 
-    results = await gw.media.upload_many(
-        files, concurrency=args.concurrency, on_progress=on_progress
-    )
-    failed = 0
+        def on_progress(event: UploadProgress) -> None:
+            nonlocal sent
+            progress.advance(nbytes=event.bytes_sent - sent)
+            sent = event.bytes_sent
+
+        return await gw.media.upload(path, on_progress=on_progress)
+
     rows: list[tuple[object, ...]] = []
-    for path, result in zip(files, results, strict=True):
-        if isinstance(result, MediaRef):
-            progress.advance(1)
-            rows.append((path, result.media_ref, result.size))
-        else:
-            failed += 1
-            progress.advance(1, failed=1)
-            rows.append((path, "-", result))
-        if args.json:
-            dump_json({"source": str(path), "result": result}, indent=None)
-    progress.close()
+    try:
+        async with contextlib.aclosing(finished(files, one, args.concurrency)) as outcomes:
+            async for path, result in outcomes:
+                rows.append(_uploaded(path, result, progress, args.json))
+    finally:
+        progress.close()
     if not args.json:
         print_table(["path", "media_ref", "size / error"], rows)
-    return 1 if failed else 0
+    return 1 if progress.failed else 0
+
+
+def _uploaded(
+    path: Path, result: MediaRef | Exception, progress: Progress, as_json: bool
+) -> tuple[object, ...]:
+    """Tell one finished upload; a failure that dooms every other one is raised."""
+    if isinstance(result, DOOMING) or not isinstance(result, MediaRef | GatewayError | OSError):
+        raise result
+    failed = not isinstance(result, MediaRef)
+    progress.advance(1, failed=int(failed))
+    if as_json:
+        dump_json({"source": str(path), "result": result}, indent=None)
+    elif failed:
+        progress.note(f"failed: {path}: {one_line(result)}")
+    if isinstance(result, MediaRef):
+        return (path, result.media_ref, result.size)
+    return (path, "-", one_line(result))
 
 
 async def index(gw: Gateway, args: argparse.Namespace) -> int:
-    files = await asyncio.to_thread(collect_files, args.paths, args.glob)
+    _check_run(args, args.mode)
     model = await gw.marketplace.get_model(args.model)
-    progress = Progress("index", total=len(files))
+    field = media_field(model, args.input_field)
+    files = await _files(args)
+    gate = None
+    if args.max_spend is not None and model.price_per_run > 0:
+        gate = BudgetGate(int(args.max_spend / model.price_per_run))
+    progress = Progress("index", total=len(files), enabled=not args.json)
     ingest = gw.ingest(
-        files,
+        gate.sources(files) if gate else files,
         model=args.model,
         mode=args.mode,
         scope=args.scope,
-        input_field=args.input_field,
+        input_field=field,
         params=_path_metadata if _takes_metadata(model) else None,
         run_concurrency=args.concurrency,
         journal=args.journal,
         max_spend=args.max_spend,
-        on_event=bytes_to(progress),
+        on_event=progress_events(progress, gate),
+    )
+    on_interrupt(
+        args,
+        lambda: [*summary_lines(ingest.summary, total=len(files)), _resume_hint(args.journal)],
     )
     summary = await drain(ingest, progress, args.json)
+    withheld = gate.withheld if gate else 0
     if args.json:
-        dump_json({"summary": summary}, indent=None)
+        dump_json({"summary": summary, "total": len(files), "withheld": withheld}, indent=None)
     else:
-        print("\n".join(summary_lines(summary)))
-    return 0 if summary.failed == 0 and summary.not_run == 0 else 1
+        print("\n".join(summary_lines(summary, total=len(files), withheld=withheld)))
+    return 0 if summary.succeeded + summary.skipped == len(files) else 1
 
 
-def bytes_to(progress: Progress) -> Callable[[IngestEvent], None]:
-    """An ``on_event`` that adds uploaded bytes to a progress bar."""
-
-    def on_event(event: IngestEvent) -> None:
-        if event.kind == "uploaded":
-            progress.advance(nbytes=event.nbytes)
-
-    return on_event
+def _takes_metadata(model: MarketplaceModel) -> bool:
+    properties = model.params_schema.get("properties")
+    return isinstance(properties, dict) and "metadata" in properties
 
 
-async def drain(ingest: Ingest, progress: Progress, as_json: bool) -> IngestSummary:
-    """Iterate an ingest with a progress bar; failures are told as they happen."""
-    async with ingest:
-        async for item in ingest:
-            progress.advance(1, failed=0 if item.ok else 1)
-            if as_json:
-                dump_json(_item_json(item), indent=None)
-            elif not item.ok:
-                progress.note(f"failed: {item.source}: {item.error or jsonable(item.run)}")
-    progress.close()
-    return ingest.summary
+def _path_metadata(source: Any) -> dict[str, Any]:
+    return {"metadata": {"path": os.fspath(source)}}
 
 
 async def search(gw: Gateway, args: argparse.Namespace) -> int:
+    _check_run(args, "search")
     params = {"top_k": args.top_k}
     if args.text is not None:
-        result = await gw.runs.create(
-            model=args.model,
-            mode="search",
-            scope=args.scope,
-            input={"text": args.text},
-            params=params,
-        )
+        query: dict[str, Any] = {"text": args.text}
     else:
-        ingest = gw.ingest(
-            [args.file], model=args.model, mode="search", scope=args.scope, params=params
-        )
-        async with ingest:
-            item = await anext(ingest)
-        if item.run is None:
-            raise item.error or GatewayError(f"search with {args.file} did not run")
-        result = item.run
+        field = media_field(await gw.marketplace.get_model(args.model), None)
+        query = {field: await gw.media.upload(Path(args.file))}
+    result = await gw.runs.create(
+        model=args.model, mode="search", scope=args.scope, input=query, params=params
+    )
+    if not result.succeeded:
+        print(f"run failed: {run_failure(result)}", file=sys.stderr)
+        return 1
     matches = result.output.get("matches", []) if isinstance(result.output, dict) else []
     if args.json:
         dump_json(result)
+    elif not matches:
+        print(f"no matches in scope {args.scope!r} of {args.model}")
     else:
         rows = [
             (rank, f"{m.get('score', 0):.4f}", m.get("id"), m.get("media_ref"), m.get("metadata"))
             for rank, m in enumerate(matches, 1)
         ]
         print_table(["#", "score", "id", "media_ref", "metadata"], rows)
-    return 0 if result.succeeded else 1
+    return 0
 
 
 async def wallet(gw: Gateway, args: argparse.Namespace) -> int:

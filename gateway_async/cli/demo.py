@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import Gateway
-from .commands import bytes_to, drain, summary_lines
-from .output import Progress, print_table
+from .commands import drain, progress_events, summary_lines
+from .output import Progress, dump_json, print_table
 
 __all__ = ["COLOURS", "PATTERNS", "QUERY", "run_demo", "sample_images"]
 
@@ -97,39 +97,53 @@ async def run_demo(args: argparse.Namespace) -> int:
     with _media_folder(args.media) as folder:
         images = sample_images(folder)
         async with Emulator(port=0) as emu:
-            print(f"gateway-async demo: a Gateway emulator is running in-process at {emu.base_url}")
-            print(f"{len(images)} sample images (8 colours x 6 patterns) in {folder}\n")
+            if not args.json:
+                print(f"gateway-async demo: an emulator is running in-process at {emu.base_url}")
+                print(f"{len(images)} sample images (8 colours x 6 patterns) in {folder}\n")
             async with Gateway(api_key=emu.api_key, base_url=emu.base_url) as gw:
-                await _index_and_search(gw, images)
+                await _index_and_search(gw, images, as_json=args.json)
     return 0
 
 
-async def _index_and_search(gw: Gateway, images: list[Path]) -> None:
-    progress = Progress(f"indexing into {SCOPE!r}", total=len(images))
+async def _index_and_search(gw: Gateway, images: list[Path], *, as_json: bool) -> None:
+    """Index, search, show the bill; ``as_json``: JSON lines (items, summary, matches,
+    wallet and usage) instead of tables."""
+    progress = Progress(f"indexing into {SCOPE!r}", total=len(images), enabled=not as_json)
     ingest = gw.ingest(
-        images, model=MODEL, scope=SCOPE, params=_metadata, on_event=bytes_to(progress)
+        images, model=MODEL, scope=SCOPE, params=_metadata, on_event=progress_events(progress)
     )
-    summary = await drain(ingest, progress, False)
-    print("\n".join(summary_lines(summary)))
+    summary = await drain(ingest, progress, as_json)
+    if as_json:
+        dump_json({"summary": summary}, indent=None)
+    else:
+        print("\n".join(summary_lines(summary)))
 
     query = next(p for p in images if p.name == QUERY)
+    matches = await _search(gw, query)
+    wallet = await gw.billing.wallet()
+    usage = await gw.billing.usage_summary()
+    if as_json:
+        dump_json({"query": query.name, "matches": matches}, indent=None)
+        dump_json({"wallet": wallet, "usage": usage}, indent=None)
+        return
     print(f"\nsearch {MODEL}/{SCOPE} for images like {query.name}:")
-    search = gw.ingest([query], model=MODEL, mode="search", scope=SCOPE, params={"top_k": 5})
-    async with search:
-        item = await anext(search)
-    if item.run is None:
-        raise item.error or RuntimeError("the search did not run")
-    matches = item.run.output["matches"]
     rows = [
         (rank, f"{m['score']:.4f}", (m.get("metadata") or {}).get("file"), m["media_ref"])
         for rank, m in enumerate(matches, 1)
     ]
     print_table(["#", "score", "file", "media_ref"], rows)
-
-    wallet = await gw.billing.wallet()
-    usage = await gw.billing.usage_summary()
     print(f"\nwallet: {wallet.balance} {wallet.currency}")
     print(f"usage: {usage.total_runs} runs, {usage.total_credits} credits")
     print_table(
         ["model", "runs", "credits"], [(m.model, m.runs, m.credits) for m in usage.by_model]
     )
+
+
+async def _search(gw: Gateway, query: Path) -> list[Any]:
+    """The top 5 matches of ``query`` (uploaded for the search) in the demo scope."""
+    ref = await gw.media.upload(query)
+    run = await gw.runs.create(
+        model=MODEL, mode="search", scope=SCOPE, input={"image": ref}, params={"top_k": 5}
+    )
+    matches: list[Any] = run.output["matches"]
+    return matches

@@ -1,8 +1,10 @@
 """``gateway-async``: the argument parser, configuration, and the one place errors become exits.
 
-Exit codes: 0 success; 1 an expected failure (a ``GatewayError``, a missing file, items
-that failed); 2 a usage or configuration error (argparse's convention); 130 interrupted.
-Expected errors print one line to stderr, never a traceback (``-v`` adds debug logs).
+Exit codes: 0 success; 1 an expected failure (a ``GatewayError``, a missing file, no files,
+items that failed); 2 a usage or configuration error (argparse's convention); 130
+interrupted (Ctrl-C); 141 stdout closed early (``| head``), silently.
+Expected errors print one line to stderr, never a traceback (``-v`` adds debug logs), and
+name CLI flags (``--scope``), never the SDK's argument names (``scope=``).
 """
 
 from __future__ import annotations
@@ -11,21 +13,41 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 
-from .. import ConfigurationError, Gateway, GatewayError
+from .. import ConfigurationError, Gateway, GatewayError, InvalidRequestError
 from .._version import __version__
 
-__all__ = ["UsageError", "build_parser", "gateway_from", "main"]
+__all__ = ["UsageError", "build_parser", "flag_message", "gateway_from", "main", "on_interrupt"]
 
 PROG = "gateway-async"
 ENV_KEY, ENV_URL = "GATEWAY_API_KEY", "GATEWAY_BASE_URL"
+NO_RICH = "the command line needs rich: pip install 'gateway-async[cli]'"
+_KWARG = re.compile(r"\b([a-z][a-z0-9_]*)=(?:True\b)?")
+_LEADING_FIELD = re.compile(r"^([a-z][a-z0-9_]*):")
 
 
 class UsageError(Exception):
     """The command line cannot work as given (exit 2)."""
+
+
+def on_interrupt(args: argparse.Namespace, lines: Callable[[], list[str]]) -> None:
+    """What to print if Ctrl-C stops the command: ``lines()`` is called then, not now."""
+    args.interrupted_report = lines
+
+
+def flag_message(message: object) -> str:
+    """An SDK message in CLI words: ``scope: pass scope='x'`` -> ``--scope: pass --scope 'x'``,
+    ``allow_insecure_http=True`` -> ``--allow-insecure-http``."""
+    text = _LEADING_FIELD.sub(lambda m: _flag(m[1]) + ":", str(message))
+    return _KWARG.sub(lambda m: _flag(m[1]) + ("" if m[0].endswith("True") else " "), text)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _decimal(text: str) -> Decimal:
@@ -38,14 +60,58 @@ def _decimal(text: str) -> Decimal:
     return value
 
 
-def _globals() -> argparse.ArgumentParser:
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer: {text!r}")
+    return value
+
+
+def _output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print JSON (one line per item for upload and index) instead of tables",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log requests to stderr (the key is masked)",
+    )
+
+
+def _globals(*, connect: bool = True) -> argparse.ArgumentParser:
     """Flags accepted before or after the command (SUPPRESS: a later default never wins)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--api-key", default=argparse.SUPPRESS, help=f"(default: ${ENV_KEY})")
-    common.add_argument("--base-url", default=argparse.SUPPRESS, help=f"(default: ${ENV_URL})")
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    if connect:
+        common.add_argument(
+            "--api-key", default=argparse.SUPPRESS, help=f"API key (default: ${ENV_KEY})"
+        )
+        common.add_argument(
+            "--base-url", default=argparse.SUPPRESS, help=f"Gateway URL (default: ${ENV_URL})"
+        )
+        common.add_argument(
+            "--allow-insecure-http",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="allow a plain http:// URL to a host other than loopback",
+        )
+    _output_flags(common)
     return common
+
+
+def _ingest_flags(parser: argparse.ArgumentParser, concurrency: int, what: str) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
+    parser.add_argument("--glob", default="*", help="only files whose name matches (default: *)")
+    parser.add_argument(
+        "--concurrency", type=_positive, default=concurrency, help=f"{what} at once"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,52 +122,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], help=help, description=help)
+    def command(
+        name: str, help: str, parents: Sequence[argparse.ArgumentParser] = (common,)
+    ) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=list(parents), help=help, description=help)
 
     models = command("models", "browse the marketplace")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    msub.add_parser("list", parents=[common], help="list models").add_argument("--q")
-    msub.add_parser("show", parents=[common], help="show one model").add_argument("slug")
+    listing = msub.add_parser("list", parents=[common], help="list models")
+    listing.add_argument("--q", help="only models matching this text")
+    shown = msub.add_parser("show", parents=[common], help="show one model")
+    shown.add_argument("slug", help="the model's slug, e.g. demo-image-embed")
 
     run = command("run", "run a model once")
-    run.add_argument("model")
-    run.add_argument("--input", required=True, help="the input, as JSON")
-    run.add_argument("--mode", default="execute")
-    run.add_argument("--scope")
+    run.add_argument("model", help="the model's slug")
+    run.add_argument("--input", required=True, help="the input, as a JSON object")
+    run.add_argument("--mode", default="execute", help="execute (default), index or search")
+    run.add_argument("--scope", help="the vector scope (index and search modes)")
     run.add_argument("--params", help="params, as a JSON object")
 
     upload = command("upload", "upload files (directories are walked)")
-    upload.add_argument("paths", nargs="+", metavar="PATH")
-    upload.add_argument("--glob", default="*", help="only files whose name matches")
-    upload.add_argument("--concurrency", type=int, default=8)
+    _ingest_flags(upload, 8, "uploads")
 
     index = command("index", "upload files and index each one into a scope")
-    index.add_argument("paths", nargs="+", metavar="PATH")
-    index.add_argument("--model", required=True)
-    index.add_argument("--scope", required=True)
-    index.add_argument("--mode", default="index")
-    index.add_argument("--glob", default="*", help="only files whose name matches")
+    _ingest_flags(index, 32, "runs")
+    index.add_argument("--model", required=True, help="a model that takes media")
+    index.add_argument("--scope", required=True, help="the vector scope to index into")
+    index.add_argument("--mode", default="index", help="run mode (default: index)")
     index.add_argument("--journal", help="SQLite journal: resume, skip what is done")
     index.add_argument("--max-spend", type=_decimal, help="credits this command may spend")
     index.add_argument("--input-field", help="input field that takes the media_ref")
-    index.add_argument("--concurrency", type=int, default=32, help="runs at once")
 
     search = command("search", "search a scope by text or by a file")
-    search.add_argument("--model", required=True)
-    search.add_argument("--scope", required=True)
+    search.add_argument("--model", required=True, help="the model the scope was indexed with")
+    search.add_argument("--scope", required=True, help="the vector scope to search")
     query = search.add_mutually_exclusive_group(required=True)
-    query.add_argument("--text")
-    query.add_argument("--file")
-    search.add_argument("--top-k", type=int, default=5)
+    query.add_argument("--text", help="search by this text (text models)")
+    query.add_argument("--file", help="search by this file (media models)")
+    search.add_argument("--top-k", type=_positive, default=5, help="matches to show")
 
     command("wallet", "show the wallet balance")
     usage = command("usage", "show the usage summary")
     usage.add_argument("--start", help="RFC 3339 time (UTC if no offset)")
     usage.add_argument("--end", help="RFC 3339 time (UTC if no offset)")
 
-    command("emulator", "run the local Gateway emulator (see: emulator --help)")
-    demo = command("demo", "index sample images into an in-process emulator and search them")
+    command("emulator", "run the local Gateway emulator (see: emulator --help)", parents=())
+    demo = command(
+        "demo",
+        "index sample images into an in-process emulator and search them",
+        parents=[_globals(connect=False)],
+    )
     demo.add_argument("--media", help="folder for the sample PNGs (default: a temp folder)")
     return parser
 
@@ -121,7 +191,8 @@ def gateway_from(args: argparse.Namespace, env: Mapping[str, str] | None = None)
     ]
     if missing:
         raise UsageError(f"missing {' and '.join(missing)}")
-    return Gateway(api_key=key, base_url=url)
+    insecure = bool(getattr(args, "allow_insecure_http", False))
+    return Gateway(api_key=key, base_url=url, allow_insecure_http=insecure)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -134,8 +205,21 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _fail(message: object, code: int) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    from .output import one_line
+
+    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
     return code
+
+
+def _parse(argv: list[str]) -> argparse.Namespace | int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse printed
+        return exc.code if isinstance(exc.code, int) else 2
+    for name in ("api_key", "base_url", "allow_insecure_http", "json", "verbose"):
+        if not hasattr(args, name):  # flags given nowhere
+            setattr(args, name, None if name in ("api_key", "base_url") else False)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,22 +228,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "emulator" in argv and all(a.startswith("-") for a in argv[: argv.index("emulator")]):
         return _emulator(argv[argv.index("emulator") + 1 :])
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error argparse printed
-        return exc.code if isinstance(exc.code, int) else 2
-    for name in ("api_key", "base_url", "json", "verbose"):  # flags given nowhere
-        if not hasattr(args, name):
-            setattr(args, name, None if name in ("api_key", "base_url") else False)
+        import rich  # noqa: F401  (the `cli` extra)
+    except ImportError:
+        return _fail(NO_RICH, 2)
+    args = _parse(argv)
+    if isinstance(args, int):
+        return args
     _configure_logging(args.verbose)
     try:
         return asyncio.run(_dispatch(args))
-    except (UsageError, ConfigurationError) as exc:
-        return _fail(exc, 2)
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except KeyboardInterrupt:
+        return _interrupted(args)
+    except (UsageError, ConfigurationError, InvalidRequestError) as exc:
+        return _fail(flag_message(exc), 2)
     except (GatewayError, OSError) as exc:
         return _fail(exc, 1)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader went away (``| head -1``): stop silently, as a SIGPIPE'd tool would."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush cannot fail
+    return 141
+
+
+def _interrupted(args: argparse.Namespace) -> int:
+    """Ctrl-C: a newline after the ^C, what was done, and how to resume (exit 130)."""
+    report: Callable[[], list[str]] = getattr(args, "interrupted_report", list)
+    lines = ["", f"{PROG}: interrupted", *report()]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    return 130
 
 
 def _emulator(argv: list[str]) -> int:

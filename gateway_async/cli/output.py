@@ -1,23 +1,58 @@
-"""How the CLI talks: aligned tables for people, JSON for machines, progress bars on a TTY.
+"""How the CLI talks: rich tables for people, JSON lines for machines, a rich progress bar
+on stderr when stderr is a terminal.
 
-The progress bar is a few lines of ``\\r`` redrawing (plus one ANSI erase-line code) rather
-than a dependency: rich would add dozens of modules to every CLI start for one bar. It draws
-only when its stream is a terminal, so pipes and CI logs stay clean.
+Everything printed goes through here, so one place decides: no rich markup is read from
+data (file names with ``[brackets]`` print as they are), tables never wrap in a pipe,
+error text is one line, and long vectors print compactly.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
 import attrs
+from rich import box
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as RichProgress
+from rich.progress import Task as RichTask
+from rich.table import Column, Table
+from rich.text import Text
 
-__all__ = ["Progress", "dump_json", "human_bytes", "jsonable", "print_table"]
+__all__ = [
+    "Progress",
+    "compact",
+    "console",
+    "dump_json",
+    "human_bytes",
+    "jsonable",
+    "one_line",
+    "print_table",
+]
+
+VECTOR_SHOWN = 4  # numbers shown of a long list of numbers
+MAX_LINE = 300  # characters of one error line
+
+
+def console(stream: TextIO | None = None) -> Console:
+    """A console that prints text as given (no markup, no highlighting); off a terminal it
+    never wraps, so pipes and files get whole lines."""
+    out = stream or sys.stdout
+    plain = Console(file=out, markup=False, highlight=False, emoji=False)
+    if plain.is_terminal:
+        return plain
+    return Console(file=out, markup=False, highlight=False, emoji=False, width=100_000)
 
 
 def jsonable(value: Any) -> Any:
@@ -33,14 +68,34 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, BaseException):
-        return {"type": type(value).__name__, "message": str(value)}
+        return {"type": type(value).__name__, "message": one_line(value)}
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
 
 
+def compact(value: Any) -> Any:
+    """``jsonable(value)`` with every long list of numbers cut to a short string."""
+    value = jsonable(value)
+    if isinstance(value, dict):
+        return {k: compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        if numbers and len(value) > VECTOR_SHOWN:
+            shown = ", ".join(f"{v:.4g}" for v in value[:VECTOR_SHOWN])
+            return f"[{shown}, ... {len(value)} numbers]"
+        return [compact(v) for v in value]
+    return value
+
+
+def one_line(value: object) -> str:
+    """Text on one line (a storage error's XML body has many), at most MAX_LINE long."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
+
+
 def dump_json(value: Any, *, stream: TextIO | None = None, indent: int | None = 2) -> None:
-    """One JSON document (``indent=None``: one line, for JSON-lines streams)."""
+    """One JSON document (``indent=None``: one line, for JSON-lines streams), flushed."""
     out = stream or sys.stdout
     out.write(json.dumps(jsonable(value), indent=indent, ensure_ascii=False) + "\n")
     out.flush()
@@ -49,19 +104,22 @@ def dump_json(value: Any, *, stream: TextIO | None = None, indent: int | None = 
 def print_table(
     headers: Sequence[str], rows: Iterable[Sequence[Any]], *, stream: TextIO | None = None
 ) -> None:
-    """Left-aligned columns, two spaces apart, with a header row."""
-    cells = [[str(h) for h in headers], *([_cell(v) for v in row] for row in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    out = stream or sys.stdout
-    for row in cells:
-        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+    """A borderless rich table: a bold header row, then one line per row."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(_cell(v)) for v in row))
+    console(stream).print(table)
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, BaseException):
+        return one_line(value)
     if isinstance(value, Mapping | list | tuple):
-        return json.dumps(jsonable(value), separators=(",", ":"))
+        return json.dumps(compact(value), separators=(",", ":"), ensure_ascii=False)
     return str(value)
 
 
@@ -73,68 +131,82 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+class _BytesColumn(ProgressColumn):
+    """Bytes sent so far and their rate (the bar itself counts files)."""
+
+    def render(self, task: RichTask) -> Text:
+        nbytes = task.fields.get("nbytes", 0)
+        elapsed = task.elapsed or 0.0
+        rate = human_bytes(nbytes / elapsed) + "/s" if elapsed > 0 else "-"
+        return Text(f"{human_bytes(nbytes)} {rate}", style="progress.data.speed")
+
+
+class _FailedColumn(ProgressColumn):
+    def render(self, task: RichTask) -> Text:
+        failed = task.fields.get("failed", 0)
+        return Text(f"{failed} failed", style="red" if failed else "progress.remaining")
+
+
+def _columns(width: int) -> list[ProgressColumn]:
+    """As many columns as fit the terminal: a narrow one drops bytes, then failures."""
+    label = TextColumn("{task.description}", table_column=Column(no_wrap=True, max_width=20))
+    columns: list[ProgressColumn] = [
+        label,
+        BarColumn(bar_width=None if width >= 60 else 10),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ]
+    if width >= 60:
+        columns.append(_FailedColumn())
+    if width >= 90:
+        columns.append(_BytesColumn())
+    return columns
+
+
 @attrs.define
 class Progress:
-    """A one-line progress bar: items, bytes, throughput, ETA and failures.
+    """Files done of a total, bytes, ETA and failures: a rich bar on stderr.
 
-    Silent unless ``stream`` is a TTY (or ``enabled=True``); redraws at most 10 times a
-    second, and always on ``close()``.
+    Off (every call a no-op except ``note``) unless stderr is a terminal and ``enabled``;
+    ``note`` prints a line above the bar, or plainly to stderr when the bar is off.
     """
 
     label: str
     total: int | None = None
-    stream: TextIO = attrs.field(factory=lambda: sys.stderr)
-    enabled: bool | None = None
+    enabled: bool = True
     done: int = 0
     failed: int = 0
     nbytes: int = 0
-    _started: float = attrs.field(factory=time.monotonic)
-    _drawn: float = 0.0
+    _console: Console = attrs.field(factory=lambda: console(sys.stderr))
+    _bar: RichProgress | None = None
+    _task: Any = None
 
     def __attrs_post_init__(self) -> None:
-        if self.enabled is None:
-            self.enabled = self.stream.isatty()
+        if self.enabled and self._console.is_terminal:
+            self._bar = RichProgress(
+                *_columns(self._console.width),
+                console=self._console,
+                transient=False,
+                refresh_per_second=8,
+            )
+            self._task = self._bar.add_task(self.label, total=self.total, nbytes=0, failed=0)
+            self._bar.start()
 
     def advance(self, items: int = 0, *, nbytes: int = 0, failed: int = 0) -> None:
         self.done += items
         self.nbytes += nbytes
         self.failed += failed
-        now = time.monotonic()
-        if self.enabled and now - self._drawn >= 0.1:
-            self._drawn = now
-            self._draw(now)
+        if self._bar is not None:
+            self._bar.update(
+                self._task, completed=self.done, nbytes=self.nbytes, failed=self.failed
+            )
 
     def note(self, text: str) -> None:
-        """A line of its own (e.g. a failure), printed above the bar."""
-        if self.enabled:
-            self.stream.write("\r\x1b[2K")
-        self.stream.write(text + "\n")
-        if self.enabled:
-            self._draw(time.monotonic())
-        self.stream.flush()
+        """A line of its own (e.g. a failure), above the bar; always one line."""
+        self._console.print(Text(one_line(text)), soft_wrap=True)
 
     def close(self) -> None:
-        if self.enabled:
-            self._draw(time.monotonic())
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def line(self, now: float | None = None) -> str:
-        """The bar's text (also handy for tests)."""
-        elapsed = max((now or time.monotonic()) - self._started, 1e-6)
-        parts = [self.label]
-        if self.total:
-            filled = int(24 * min(self.done / self.total, 1.0))
-            parts.append(f"[{'#' * filled}{'.' * (24 - filled)}] {self.done}/{self.total}")
-        else:
-            parts.append(f"{self.done}")
-        parts.append(f"{human_bytes(self.nbytes)} at {human_bytes(self.nbytes / elapsed)}/s")
-        if self.total and self.done:
-            left = (self.total - self.done) * elapsed / self.done
-            parts.append(f"ETA {left:.0f}s")
-        parts.append(f"{self.failed} failed")
-        return "  ".join(parts)
-
-    def _draw(self, now: float) -> None:
-        self.stream.write("\r\x1b[2K" + self.line(now))
-        self.stream.flush()
+        """Draw the final state and leave the bar on screen (idempotent)."""
+        bar, self._bar = self._bar, None
+        if bar is not None:
+            bar.stop()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -25,6 +25,18 @@ if TYPE_CHECKING:
     from gateway_async import Gateway
 
 DEFAULT_API_KEY = "gw_local_dev_key"
+
+
+class HasMediaRef(Protocol):
+    """The SDK's ``MediaRef`` as the emulator sees it (it never imports client code)."""
+
+    @property
+    def media_ref(self) -> str: ...
+
+
+def ref_string(media_ref: str | HasMediaRef) -> str:
+    """A media_ref string, given as is or as the SDK's ``MediaRef``."""
+    return media_ref if isinstance(media_ref, str) else media_ref.media_ref
 
 
 class Emulator:
@@ -149,8 +161,10 @@ class Emulator:
         """Set the wallet balance."""
         self.core.state.set_balance(balance)
 
-    def media_path(self, media_ref: str) -> Path:
-        """Where the bytes of a completed upload are stored (KeyError if unknown)."""
+    def media_path(self, media_ref: str | HasMediaRef) -> Path:
+        """Where the bytes of a completed upload are stored (KeyError if unknown); takes
+        the SDK's ``MediaRef`` as well as its string."""
+        media_ref = ref_string(media_ref)
         if media_ref not in self.core.state.media:
             raise KeyError(media_ref)
         return self.core.media_file(media_ref)

@@ -144,7 +144,7 @@ async def test_search_with_a_file_finds_itself_first(cli: Cli, tmp_path: Path) -
     result = await cli(
         "search", "--model", "demo-image-embed", "--scope", "img", "--file", str(tmp_path / "3.bin")
     )
-    first = result.out.splitlines()[1].split()
+    first = result.out.splitlines()[2].split()
     assert result.code == 0
     assert (first[0], first[1]) == ("1", "1.0000")
     assert str(tmp_path / "3.bin") in result.out
