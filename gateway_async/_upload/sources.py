@@ -204,12 +204,15 @@ class Source:
                 yield data
 
     async def _iter_chunks(self) -> Chunks:
+        """The caller's chunks; empty ones are skipped (Starlette's ``request.stream()``
+        ends with ``b""``, which is no data, not data past the declared size)."""
         async for chunk in self.value:
             if isinstance(chunk, bytearray):
                 chunk = bytes(chunk)
             if not isinstance(chunk, bytes | memoryview):
                 raise _bad(f"the async iterable yielded {type(chunk).__name__}; yield bytes")
-            yield chunk
+            if len(chunk):
+                yield chunk
 
 
 def _content_type(filename: str, given: str | None) -> str:

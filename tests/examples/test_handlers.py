@@ -1,11 +1,9 @@
-"""The examples in ``examples/`` run against the emulator."""
+"""The examples' functions, called in-process against the emulator."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import signal
-import sys
+import importlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -17,19 +15,12 @@ from gateway_async import Gateway, InvalidRequestError
 from gateway_async.emulator import Emulator
 from gateway_async.pipeline import IngestItem, Journal
 
-from ..cli.conftest import clean_env
-from .conftest import MakeFiles
-
-EXAMPLES = Path(__file__).parents[2] / "examples"
+from ..pipeline.conftest import MakeFiles
 
 
 def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """An example as the web servers import it: ``examples.<name>``."""
+    return importlib.import_module(f"examples.{name}")
 
 
 async def test_batch_index_resumes_and_respects_the_cap(
@@ -74,43 +65,16 @@ async def test_ingest_worker_stops_gracefully(
     assert (summary.succeeded, summary.stopped) == (5, "stopped")
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-async def test_ingest_worker_exits_cleanly_on_sigterm(
-    emu: Emulator, make_files: MakeFiles, tmp_path: Path
-) -> None:
-    """The real script: SIGTERM mid-stream prints a summary and exits 0."""
-    env = clean_env(GATEWAY_API_KEY=emu.api_key, GATEWAY_BASE_URL=emu.base_url)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(EXAMPLES / "ingest_worker.py"),
-        "--journal",
-        str(tmp_path / "w.db"),
-        env=env,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    assert await proc.stdout.readline() == b"ready\n"
-    files = make_files(3)
-    proc.stdin.write(b"".join(f"{p}\n".encode() for p in files))
-    await proc.stdin.drain()
-    lines = [await proc.stdout.readline() for _ in files]
-    proc.send_signal(signal.SIGTERM)
-    rest, _ = await proc.communicate()
-    assert sorted(lines) == sorted(f"indexed {p}\n".encode() for p in files)
-    assert proc.returncode == 0
-    assert b"stopped='stopped'" in rest
-
-
 async def test_fastapi_backend_handlers_stream_bodies_through(emu: Emulator, gw: Gateway) -> None:
-    """The handlers' logic, without FastAPI: chunks in, an indexed image, then a search."""
-    example = load("fastapi_backend")
+    """The handlers' logic, with no web framework: chunks in (the last one empty, as
+    Starlette sends), an indexed image, then a search."""
+    example = load("image_search")
     data = b"\x89PNG not really" * 1000
 
     async def body() -> AsyncIterator[bytes]:
         for start in range(0, len(data), 4096):
             yield data[start : start + 4096]
+        yield b""  # as Starlette's request.stream() ends
 
     size = example.content_length({"content-length": str(len(data))})
     indexed = await example.index_image(
