@@ -34,8 +34,9 @@ from .. import (
     UploadProgress,
 )
 from ..pipeline import Ingest, IngestEvent, IngestItem, IngestSummary
+from ._text import one_line
 from .main import UsageError, on_interrupt
-from .output import Progress, compact, dump_json, human_bytes, jsonable, one_line, print_table
+from .output import Progress, compact, dump_json, human_bytes, jsonable, print_table
 
 __all__ = [
     "BudgetGate",

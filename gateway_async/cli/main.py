@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 
 from .. import ConfigurationError, Gateway, GatewayError, InvalidRequestError
 from .._version import __version__
+from ._text import one_line
 
 __all__ = ["UsageError", "build_parser", "flag_message", "gateway_from", "main", "on_interrupt"]
 
@@ -205,8 +206,6 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _fail(message: object, code: int) -> int:
-    from .output import one_line
-
     print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
     return code
 

@@ -30,6 +30,8 @@ from rich.progress import Task as RichTask
 from rich.table import Column, Table
 from rich.text import Text
 
+from ._text import one_line
+
 __all__ = [
     "Progress",
     "compact",
@@ -42,7 +44,6 @@ __all__ = [
 ]
 
 VECTOR_SHOWN = 4  # numbers shown of a long list of numbers
-MAX_LINE = 300  # characters of one error line
 
 
 def console(stream: TextIO | None = None) -> Console:
@@ -86,12 +87,6 @@ def compact(value: Any) -> Any:
             return f"[{shown}, ... {len(value)} numbers]"
         return [compact(v) for v in value]
     return value
-
-
-def one_line(value: object) -> str:
-    """Text on one line (a storage error's XML body has many), at most MAX_LINE long."""
-    text = " ".join(str(value).split())
-    return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
 
 
 def dump_json(value: Any, *, stream: TextIO | None = None, indent: int | None = 2) -> None:

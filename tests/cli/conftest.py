@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
+import pty
+import re
+import struct
 import sys
-from collections.abc import Awaitable, Callable
+import termios
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -72,3 +78,88 @@ async def run_cli(*args: str, env: dict[str, str]) -> Result:
     out, err = await proc.communicate()
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
+
+
+def screen_lines(raw: bytes) -> list[str]:
+    """What a terminal shows, line by line: escape codes dropped, each ``\\r`` a redraw."""
+    text = ANSI.sub("", raw.decode(errors="replace"))
+    return [part for line in text.split("\n") for part in line.split("\r") if part.strip()]
+
+
+@attrs.define
+class Terminal:
+    """The CLI with stderr on a pseudo-terminal of ``columns`` x 20 (stdout a pipe)."""
+
+    proc: asyncio.subprocess.Process
+    master: int
+    screen: bytearray = attrs.field(factory=bytearray)
+    _more: asyncio.Event = attrs.field(factory=asyncio.Event)
+    _reading: bool = True
+
+    def on_readable(self) -> None:
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # EIO: the child closed its end
+            data = b""
+        if not data:
+            asyncio.get_running_loop().remove_reader(self.master)
+            self._reading = False
+        self.screen.extend(data)
+        self._more.set()
+
+    async def wait_for(self, pattern: str) -> str:
+        """The first screen line matching ``pattern`` (fails if the CLI exits first)."""
+        async with asyncio.timeout(60):
+            while True:
+                found = [line for line in screen_lines(self.screen) if re.search(pattern, line)]
+                if found:
+                    return found[0]
+                if self.proc.returncode is not None:
+                    raise AssertionError(f"no {pattern!r} on screen:\n{self.screen!r}")
+                self._more.clear()
+                await self._more.wait()
+
+    @property
+    def lines(self) -> list[str]:
+        return screen_lines(self.screen)
+
+    async def finish(self) -> tuple[int, str]:
+        """Exit status and stdout, once the CLI has ended and its screen is drained."""
+        assert self.proc.stdout is not None
+        out = await self.proc.stdout.read()
+        code = await self.proc.wait()
+        while self._reading:  # until EOF/EIO on the pty after the child exits
+            self._more.clear()
+            await self._more.wait()
+        return code, out.decode()
+
+
+@contextlib.asynccontextmanager
+async def terminal(*args: str, env: dict[str, str], columns: int = 80) -> AsyncIterator[Terminal]:
+    """Run the CLI with stderr on a pty; stdout is read as a pipe meanwhile."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 20, columns, 0, 0))
+    os.set_blocking(master, False)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway_async",
+        *args,
+        env={**env, "COLUMNS": str(columns), "TERM": "xterm-256color"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=slave,
+    )
+    os.close(slave)
+    term = Terminal(proc, master)
+    asyncio.get_running_loop().add_reader(master, term.on_readable)
+    try:
+        yield term
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+        asyncio.get_running_loop().remove_reader(master)
+        os.close(master)
