@@ -285,16 +285,13 @@ def progress_events(
 
 async def drain(ingest: Ingest, progress: Progress, as_json: bool) -> IngestSummary:
     """Iterate an ingest with a progress bar; each item is told as it finishes."""
-    try:
-        async with ingest:
-            async for item in ingest:
-                progress.advance(1, failed=0 if item.ok else 1)
-                if as_json:
-                    dump_json(_item_json(item), indent=None)
-                elif not item.ok:
-                    progress.note(f"failed: {item.source}: {_item_failure(item)}")
-    finally:
-        progress.close()
+    async with progress, ingest:
+        async for item in ingest:
+            progress.advance(1, failed=0 if item.ok else 1)
+            if as_json:
+                dump_json(_item_json(item), indent=None)
+            elif not item.ok:
+                progress.note(f"failed: {item.source}: {_item_failure(item)}")
     return ingest.summary
 
 
@@ -353,12 +350,9 @@ async def upload(gw: Gateway, args: argparse.Namespace) -> int:
         return await gw.media.upload(path, on_progress=on_progress)
 
     rows: list[tuple[object, ...]] = []
-    try:
-        async with contextlib.aclosing(finished(files, one, args.concurrency)) as outcomes:
-            async for path, result in outcomes:
-                rows.append(_uploaded(path, result, progress, args.json))
-    finally:
-        progress.close()
+    async with progress, contextlib.aclosing(finished(files, one, args.concurrency)) as outcomes:
+        async for path, result in outcomes:
+            rows.append(_uploaded(path, result, progress, args.json))
     if not args.json:
         print_table(["path", "media_ref", "size / error"], rows)
     return 1 if progress.failed else 0

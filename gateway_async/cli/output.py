@@ -8,6 +8,7 @@ error text is one line, and long vectors print compactly.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -105,7 +106,12 @@ def print_table(
         table.add_column(header, overflow="fold")
     for row in rows:
         table.add_row(*(Text(_cell(v)) for v in row))
-    console(stream).print(table)
+    out = console(stream)
+    with out.capture() as captured:
+        out.print(table)
+    lines = (line.rstrip() for line in captured.get().splitlines())  # no padding at the ends
+    out.file.write("".join(line + "\n" for line in lines))
+    out.file.flush()
 
 
 def _cell(value: Any) -> str:
@@ -153,7 +159,7 @@ def _columns(width: int) -> list[ProgressColumn]:
     ]
     if width >= 60:
         columns.append(_FailedColumn())
-    if width >= 90:
+    if width >= 72:
         columns.append(_BytesColumn())
     return columns
 
@@ -200,8 +206,18 @@ class Progress:
         """A line of its own (e.g. a failure), above the bar; always one line."""
         self._console.print(Text(one_line(text)), soft_wrap=True)
 
-    def close(self) -> None:
-        """Draw the final state and leave the bar on screen (idempotent)."""
+    async def __aenter__(self) -> Progress:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """Closed however the work ends; erased when Ctrl-C (a cancellation) ended it."""
+        self.close(erase=kind is not None and issubclass(kind, asyncio.CancelledError))
+
+    def close(self, *, erase: bool = False) -> None:
+        """Draw the final state and leave the bar on screen, or ``erase`` it (on Ctrl-C the
+        terminal's ``^C`` echo has moved the cursor under rich's feet, and the summary that
+        follows says the same); idempotent."""
         bar, self._bar = self._bar, None
         if bar is not None:
+            bar.live.transient = erase
             bar.stop()
