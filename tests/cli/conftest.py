@@ -64,17 +64,17 @@ async def cli(emu: Emulator) -> Cli:
     return run
 
 
+async def spawn_cli(*args: str, env: dict[str, str], **pipes: Any) -> asyncio.subprocess.Process:
+    """``python -m gateway_async *args`` started; ``pipes``: stdin/stdout/stderr."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway_async", *args, env=env, **pipes
+    )
+
+
 async def run_cli(*args: str, env: dict[str, str]) -> Result:
     """The CLI as a subprocess; the loop keeps serving the emulator meanwhile."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway_async",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    pipe = asyncio.subprocess.PIPE
+    proc = await spawn_cli(*args, env=env, stdout=pipe, stderr=pipe)
     out, err = await proc.communicate()
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
@@ -143,15 +143,8 @@ async def terminal(*args: str, env: dict[str, str], columns: int = 80) -> AsyncI
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 20, columns, 0, 0))
     os.set_blocking(master, False)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway_async",
-        *args,
-        env={**env, "COLUMNS": str(columns), "TERM": "xterm-256color"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=slave,
-    )
+    env = {**env, "COLUMNS": str(columns), "TERM": "xterm-256color"}
+    proc = await spawn_cli(*args, env=env, stdout=asyncio.subprocess.PIPE, stderr=slave)
     os.close(slave)
     term = Terminal(proc, master)
     asyncio.get_running_loop().add_reader(master, term.on_readable)

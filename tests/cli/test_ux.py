@@ -13,7 +13,7 @@ from pathlib import Path
 from gateway_async.cli.main import build_parser
 from gateway_async.emulator import Emulator, Faults, FaultSpec
 
-from .conftest import Cli, clean_env, run_cli, terminal
+from .conftest import Cli, clean_env, run_cli, spawn_cli, terminal
 
 IMAGE = ("--model", "demo-image-embed")
 
@@ -129,18 +129,8 @@ async def test_json_lines_stream_as_uploads_finish(emu: Emulator, tmp_path: Path
     """The first JSON line arrives while most uploads are still to come."""
     folder = files_in(tmp_path / "f", 20)
     slow(emu, "PUT /storage")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway_async",
-        "upload",
-        str(folder),
-        "--json",
-        "--concurrency",
-        "1",
-        env=env_of(emu),
-        stdout=asyncio.subprocess.PIPE,
-    )
+    args = ("upload", str(folder), "--json", "--concurrency", "1")
+    proc = await spawn_cli(*args, env=env_of(emu), stdout=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     first = await proc.stdout.readline()
     completed_then = emu.stats.uploads_completed
@@ -159,17 +149,9 @@ async def test_ctrl_c_prints_a_summary_and_how_to_resume(
     journal = str(tmp_path / "j.db")
     args = ("index", str(folder), *IMAGE, "--scope", "s", "--journal", journal)
     slow(emu, "POST /api/runs")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway_async",
-        *args,
-        "--json",
-        "--concurrency",
-        "2",
-        env=env_of(emu),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    pipe = asyncio.subprocess.PIPE
+    proc = await spawn_cli(
+        *args, "--json", "--concurrency", "2", env=env_of(emu), stdout=pipe, stderr=pipe
     )
     assert proc.stdout is not None
     await proc.stdout.readline()
@@ -195,19 +177,8 @@ async def test_head_minus_1_exits_quietly(emu: Emulator, tmp_path: Path) -> None
     folder = files_in(tmp_path / "f", 20)
     slow(emu, "PUT /storage", 0.02)
     read_end, write_end = os.pipe()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway_async",
-        "upload",
-        str(folder),
-        "--json",
-        "--concurrency",
-        "1",
-        env=env_of(emu),
-        stdout=write_end,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    args = ("upload", str(folder), "--json", "--concurrency", "1")
+    proc = await spawn_cli(*args, env=env_of(emu), stdout=write_end, stderr=asyncio.subprocess.PIPE)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as reader:
         first = await asyncio.to_thread(reader.readline)
