@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,8 +35,7 @@ from .. import (
     UploadProgress,
 )
 from ..pipeline import Ingest, IngestEvent, IngestItem, IngestSummary
-from ._text import one_line
-from .main import UsageError, on_interrupt
+from ._common import UsageError, on_interrupt, one_line
 from .output import Progress, compact, dump_json, human_bytes, jsonable, print_table
 
 __all__ = [
@@ -250,6 +250,13 @@ class BudgetGate:
     _settled: set[int] = attrs.field(factory=set)
     _changed: asyncio.Event = attrs.field(factory=asyncio.Event)
 
+    @classmethod
+    def of(cls, max_spend: Decimal | None, price: Decimal) -> BudgetGate | None:
+        """The gate of ``--max-spend`` (None: no cap, or free runs)."""
+        if max_spend is None or price <= 0:
+            return None
+        return cls(int(max_spend / price))
+
     async def sources(self, files: Sequence[Path]) -> AsyncIterator[Path]:
         for position, path in enumerate(files):
             while self.paid + self.handed - len(self._settled) >= self.runs:
@@ -380,9 +387,7 @@ async def index(gw: Gateway, args: argparse.Namespace) -> int:
     model = await gw.marketplace.get_model(args.model)
     field = media_field(model, args.input_field)
     files = await _files(args)
-    gate = None
-    if args.max_spend is not None and model.price_per_run > 0:
-        gate = BudgetGate(int(args.max_spend / model.price_per_run))
+    gate = BudgetGate.of(args.max_spend, model.price_per_run)
     progress = Progress("index", total=len(files), enabled=not args.json)
     ingest = gw.ingest(
         gate.sources(files) if gate else files,

@@ -20,24 +20,15 @@ from decimal import Decimal, InvalidOperation
 
 from .. import ConfigurationError, Gateway, GatewayError, InvalidRequestError
 from .._version import __version__
-from ._text import one_line
+from ._common import UsageError, one_line
 
-__all__ = ["UsageError", "build_parser", "flag_message", "gateway_from", "main", "on_interrupt"]
+__all__ = ["UsageError", "build_parser", "flag_message", "gateway_from", "main"]
 
 PROG = "gateway-async"
 ENV_KEY, ENV_URL = "GATEWAY_API_KEY", "GATEWAY_BASE_URL"
 NO_RICH = "the command line needs rich: pip install 'gateway-async[cli]'"
 _KWARG = re.compile(r"\b([a-z][a-z0-9_]*)=(?:True\b)?")
 _LEADING_FIELD = re.compile(r"^([a-z][a-z0-9_]*):")
-
-
-class UsageError(Exception):
-    """The command line cannot work as given (exit 2)."""
-
-
-def on_interrupt(args: argparse.Namespace, lines: Callable[[], list[str]]) -> None:
-    """What to print if Ctrl-C stops the command: ``lines()`` is called then, not now."""
-    args.interrupted_report = lines
 
 
 def flag_message(message: object) -> str:

@@ -31,7 +31,7 @@ from rich.progress import Task as RichTask
 from rich.table import Column, Table
 from rich.text import Text
 
-from ._text import one_line
+from ._common import one_line
 
 __all__ = [
     "Progress",
