@@ -24,10 +24,10 @@ async def test_batch_index_ctrl_c_then_resume(
 ) -> None:
     """SIGINT mid-run: exit 130 and one line saying how to resume; the rerun with the same
     journal indexes the rest, and every file ends up indexed exactly once."""
-    files = make_files(150)  # 32 runs at a time, 0.1 s each: ~0.5 s left after the first
+    files = make_files(150)  # 32 runs at a time, 0.4 s each: ~2 s left after the first
     argv = (sys.executable, script("batch_index"), str(files[0].parent), "--scope", "b")
     argv += ("--journal", str(tmp_path / "b.db"))
-    slow_runs(emu, 0.1)
+    slow_runs(emu, 0.4)
     async with start(*argv, env=example_env(emu), stderr_apart=True) as first:
         await first.wait_for(r"^indexed ")
         code = await first.interrupt()
