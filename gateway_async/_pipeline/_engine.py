@@ -394,7 +394,7 @@ class Ingest:
             media = await self._upload(work)
             work.media = attrs.evolve(media, sha256=media.sha256 or sha256)
             await journal.remember(key, ident, work.media)
-        elif work.intent is None:
+        else:  # known content, or a resumed attempt (its body names an upload already)
             self._tally.reused += 1
             self._event("reused", work)
         return True
