@@ -24,7 +24,9 @@ from gateway_async.pipeline import IngestItem, IngestSummary
 MODEL = "demo-image-embed"  # the demo model whose input (``image``) is a media_ref
 SCOPE = "soak"
 PRICE = Decimal("0.0010")
-FAULTS = "503=0.1,429=0.05,reset=0.02,truncated=0.01,latency=0-0.02,seed=7,retry_after=0"
+FAULTS = (
+    "503=0.1,429=0.05,reset=0.02,truncated=0.01,lost=0.02,latency=0-0.02,seed=7,retry_after=0"
+)
 # Small waits, and enough retries that ~17% of failing attempts never exhaust them.
 RETRY = RetryPolicy(max_retries=12, base_delay=0.002, max_delay=0.02)
 UPLOAD_CONCURRENCY = 16
