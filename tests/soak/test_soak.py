@@ -18,7 +18,6 @@ import hashlib
 import os
 import random
 import signal
-import sys
 import threading
 import warnings
 from collections import Counter
@@ -36,7 +35,16 @@ from gateway_async.emulator._faults import Decision
 from tests.pipeline.conftest import leftover_tasks, sha256_of
 from tests.uploads.test_faults import open_files
 
-from ._ingest_child import FAULTS, MODEL, PRICE, SCOPE, Outcome, ingest_files, parse_output
+from ._ingest_child import (
+    FAULTS,
+    MODEL,
+    PRICE,
+    SCOPE,
+    Outcome,
+    ingest_files,
+    parse_output,
+    spawn,
+)
 
 pytestmark = pytest.mark.soak
 
@@ -53,7 +61,6 @@ PUT, INIT, COMPLETE, RUNS = (
     "POST /api/media/upload/complete",
     "POST /api/runs",
 )
-ROOT = Path(__file__).resolve().parents[2]
 SETTLE_TIMEOUT = 10.0
 CHILD_TIMEOUT = 120.0 + N / 20
 
@@ -292,18 +299,7 @@ async def test_every_file_is_indexed_exactly_once_through_every_fault(
 
 
 async def _child(emu: Emulator, journal: Path, data: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-W",
-        "error",
-        "-m",
-        "tests.soak._ingest_child",
-        *("--base-url", emu.base_url, "--api-key", emu.api_key),
-        *("--journal", str(journal), "--data", str(data)),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    return await spawn(emu.base_url, emu.api_key, journal, data)
 
 
 async def _child_to_the_end(
