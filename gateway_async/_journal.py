@@ -2,14 +2,20 @@
 
 Per source it records an identity (path, size, mtime_ns and, once known, the sha256 of the
 content), and per content hash the ``media_ref`` it was uploaded as; per (source, job) the
-run's id and status. Re-running an ingest therefore skips what is done, reuses uploads by
-content (same sha256, no second upload) and resumes the rest.
+run attempt: its state, its idempotency key and the exact request body that key covers,
+written *before* the request is sent (write-ahead), so a resumed attempt re-sends the same
+body under the same key and the Gateway replays it instead of running it twice. Re-running
+an ingest therefore skips what is done, resumes what is pending, reuses uploads by content
+(same sha256, no second upload) and runs the rest. The run states and their only moves
+are the ``_MOVES`` table below (drawn in ``docs/pipeline.md``).
 
 SQLite runs in WAL mode on one worker thread that owns the only connection, so the event
 loop never waits on disk; calls are queued to that thread in order. Every write is its own
 transaction, and the state only ever moves forward, so a crash or a cancellation between two
 writes leaves a journal that a later run reads correctly. A sidecar lock file (``flock``)
 keeps a second process, or a second ``Journal`` in this one, from using the same file.
+``PRAGMA user_version`` holds the schema version; older files are migrated step by step
+(``_MIGRATIONS``) when opened.
 """
 
 from __future__ import annotations
