@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import attrs
 
+from .._convert import dumps
 from .._errors import (
     AuthenticationError,
     GatewayError,
@@ -535,12 +536,22 @@ def _cost(outcome: Run | Exception | None) -> Decimal | None:
 
 
 def encode_body(body: dict[str, Any]) -> str:
-    """The exact JSON text the journal stores and every attempt re-sends."""
+    """The JSON text the journal stores and every attempt re-sends (the transport's own
+    encoding: a MediaRef is sent as its ref, a Decimal as a string)."""
     try:
-        return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return dumps(body).decode()
     except (TypeError, ValueError) as exc:
+        field = "params" if _encodes(body.get("input")) else "input"
         raise InvalidRequestError(
-            f"input: cannot be encoded as JSON ({exc}); pass only JSON types "
-            "(str, int, float, bool, None, list, dict)",
-            field="input",
+            f"{field}: cannot be encoded as JSON ({exc}); pass JSON types (str, int, float, "
+            "bool, None, list, dict), MediaRef, Decimal or datetime",
+            field=field,
         ) from None
+
+
+def _encodes(value: Any) -> bool:
+    try:
+        dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True

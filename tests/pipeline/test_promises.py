@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway_async import APIConnectionError, Gateway, RateLimitError
+from gateway_async import APIConnectionError, Gateway, InvalidRequestError, RateLimitError
 from gateway_async.emulator import Emulator, Faults, FaultSpec
 from gateway_async.pipeline import BudgetExhaustedError, IngestItem
 
@@ -163,3 +163,33 @@ async def test_a_long_retry_after_fails_the_item_and_pauses_nothing(
     assert all(isinstance(e, RateLimitError) and e.retry_after == 3600 for e in errors)
     assert wallet.balance > 0
     assert emu.stats.requests_by_route[RUNS] == 3  # one answer each: nothing retried
+
+
+# -- the written-ahead body is what the transport would send -------------------------------
+
+
+async def test_a_journaled_body_keeps_media_refs_and_decimals_and_refuses_the_rest(
+    emu: Emulator, gw: Gateway, make_files: MakeFiles, tmp_path: Path
+) -> None:
+    """``input=`` may hold the MediaRef itself and params a Decimal (as the transport sends
+    them); something JSON cannot carry fails its item with InvalidRequestError naming the
+    field, before anything is sent."""
+    good, bad = make_files(2)
+
+    def params(source: Path) -> dict[str, Any]:
+        value: Any = Decimal("0.5") if source == good else object()
+        return {"metadata": {"weight": value}}
+
+    items = await collect(
+        gw,
+        [good, bad],
+        journal=tmp_path / "j.db",
+        input=lambda ref, src: {"image": ref},
+        params=params,
+    )
+    by_source = {item.source: item for item in items}
+    assert by_source[good].ok
+    error = by_source[bad].error
+    assert isinstance(error, InvalidRequestError)
+    assert error.field == "params"
+    assert emu.stats.executions == 1
