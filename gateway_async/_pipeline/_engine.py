@@ -8,9 +8,14 @@ slow stage (or a slow caller) holds back everything before it, down to the sourc
 
 Ending: sources run out → sentinels flow down the queues → the TaskGroup ends. ``stop()`` and
 an exhausted ``max_spend`` stop the reading and let everything already read finish. An error
-that dooms every item (401, 402, 403, a failing source iterator) cancels the TaskGroup: what
-finished is yielded, then the error is raised. Cancelling the caller cancels everything.
-The journal is only ever written with facts, so any of these endings leaves it consistent.
+that dooms every item (401, 402, 403, a failing source iterator) stops the reading and
+cancels the uploads: what finished is yielded, then the error is raised. Cancelling the
+caller cancels everything.
+
+Exactly once: a journaled run is written ahead (its key and exact body) before it is sent,
+and every attempt sends the journal's copy; the engine only asks the journal (``begin_run``,
+``settle_run``), which owns the states. So any of these endings, or a crash between any two
+steps, leaves a journal that the next run resumes without running anything twice.
 """
 
 from __future__ import annotations
