@@ -165,6 +165,21 @@ async def test_a_long_retry_after_fails_the_item_and_pauses_nothing(
     assert emu.stats.requests_by_route[RUNS] == 3  # one answer each: nothing retried
 
 
+async def test_a_short_retry_after_still_pauses_the_whole_client(
+    emu: Emulator, make_files: MakeFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most ``max_retry_after``, a 429 that reaches the ingest pauses the client for the
+    asked time (recorded here, not slept) and the item is retried."""
+    emu.set_faults(Faults(seed=4, routes={RUNS: FaultSpec(error_429=0.5, retry_after=30)}))
+    pauses: list[float] = []
+    async with emu.client(max_retries=0) as gw:
+        monkeypatch.setattr(gw._transport, "pause", pauses.append)
+        items = await collect(gw, make_files(6), run_concurrency=1)
+    assert all(item.ok for item in items)
+    assert pauses
+    assert set(pauses) == {30}
+
+
 # -- the written-ahead body is what the transport would send -------------------------------
 
 
