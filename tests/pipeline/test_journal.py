@@ -150,6 +150,18 @@ async def test_states_only_move_forward(tmp_path: Path) -> None:
     assert newer.sha256 == "bb"
 
 
+async def test_a_late_answer_of_an_old_attempt_changes_nothing(tmp_path: Path) -> None:
+    """Only the pending attempt can be settled: an older attempt's answer is ignored."""
+    async with await Journal.open(tmp_path / "j.db") as journal:
+        old = await journal.begin_run("k", JOB, "aa", "{}")
+        await journal.settle_run("k", JOB, old, status_error(BadRequestError, 400))
+        new = await journal.begin_run("k", JOB, "aa", '{"new":1}')
+        await journal.settle_run("k", JOB, old, a_run("succeeded"))
+        known = await _recall(journal)
+    assert not known.done("aa")
+    assert known.resumable("aa") == new
+
+
 async def test_a_version_1_journal_is_migrated_keeping_its_keys(tmp_path: Path) -> None:
     """An in-flight run of a v1 journal keeps its (attempt-derived) key after the upgrade."""
     path = tmp_path / "v1.db"
