@@ -1,6 +1,7 @@
 """Crash-point enumeration: SIGKILL the ingesting process at every step of an item's life.
 
-One child process ingests three small files (two of them with the same bytes) with a
+One child process ingests three small files (two of them with the same bytes; ``make soak``
+adds twenty more) with a
 journal and ``max_spend``, and is killed at one chosen step: by the emulator, at the exact
 moment it handles that request (after init, mid-PUT, after the PUT, after complete, with
 the run received but not executed, with the run executed and its reply not yet sent), or
@@ -40,7 +41,14 @@ INIT, COMPLETE, RUNS = (
     "POST /api/media/upload/complete",
     "POST /api/runs",
 )
-CONTENTS = {"a.bin": b"twin bytes" * 100, "b.bin": b"twin bytes" * 100, "c.bin": b"c" * 3000}
+# ``make test``: three files; ``make soak`` (GATEWAY_SOAK_N=20000) adds 20 more.
+EXTRA = int(os.environ.get("GATEWAY_SOAK_N", "500")) // 1000
+CONTENTS = {
+    "a.bin": b"twin bytes" * 100,
+    "b.bin": b"twin bytes" * 100,
+    "c.bin": b"c" * 3000,
+    **{f"x{i:03d}.bin": f"extra {i} ".encode() * 200 for i in range(EXTRA)},
+}
 MAX_SPEND = len(CONTENTS) * PRICE
 CHILD_TIMEOUT = 60.0
 
