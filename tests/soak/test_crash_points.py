@@ -1,8 +1,8 @@
 """Crash-point enumeration: SIGKILL the ingesting process at every step of an item's life.
 
 One child process ingests three small files (two of them with the same bytes; ``make soak``
-adds twenty more) with a
-journal and ``max_spend``, and is killed at one chosen step: by the emulator, at the exact
+adds twenty more) with a journal and ``max_spend``, and is killed at one chosen step: by
+the emulator, at the exact
 moment it handles that request (after init, mid-PUT, after the PUT, after complete, with
 the run received but not executed, with the run executed and its reply not yet sent), or
 by itself, through the child's test-only seam, right after a journal write or right after
