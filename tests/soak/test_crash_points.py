@@ -5,10 +5,10 @@ adds twenty more) with a journal and ``max_spend``, and is killed at one chosen 
 the emulator, at the exact moment it handles that request (after init, mid-PUT, after the
 PUT, after complete, with the run received but not executed, with the run executed and its
 reply not yet sent), or by itself, through the child's test-only seam, right after a
-journal write or right after a run's reply. The ingest is then resumed (in this process) and run once more, and the
-emulator's counters must show one execution and one charge per file, every stored media
-byte-exact, the budget never passed, and nothing done by the last rerun. No sleeps: every
-kill is triggered by the step itself.
+journal write or right after a run's reply. The ingest is then resumed (in this process)
+and run once more, and the emulator's counters must show one execution and one charge per
+file, every stored media byte-exact, the budget never passed, and nothing done by the last
+rerun. No sleeps: every kill is triggered by the step itself.
 """
 
 from __future__ import annotations
