@@ -2,14 +2,20 @@
 
 Per source it records an identity (path, size, mtime_ns and, once known, the sha256 of the
 content), and per content hash the ``media_ref`` it was uploaded as; per (source, job) the
-run's id and status. Re-running an ingest therefore skips what is done, reuses uploads by
-content (same sha256, no second upload) and resumes the rest.
+run attempt: its state, its idempotency key and the exact request body that key covers,
+written *before* the request is sent (write-ahead), so a resumed attempt re-sends the same
+body under the same key and the Gateway replays it instead of running it twice. Re-running
+an ingest therefore skips what is done, resumes what is pending, reuses uploads by content
+(same sha256, no second upload) and runs the rest. The run states and their only moves
+are the ``_MOVES`` table below (drawn in ``docs/pipeline.md``).
 
 SQLite runs in WAL mode on one worker thread that owns the only connection, so the event
 loop never waits on disk; calls are queued to that thread in order. Every write is its own
 transaction, and the state only ever moves forward, so a crash or a cancellation between two
 writes leaves a journal that a later run reads correctly. A sidecar lock file (``flock``)
 keeps a second process, or a second ``Journal`` in this one, from using the same file.
+``PRAGMA user_version`` holds the schema version; older files are migrated step by step
+(``_MIGRATIONS``) when opened.
 """
 
 from __future__ import annotations
@@ -22,15 +28,14 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Final, Protocol, TypeVar
 
 import attrs
 
-from ._errors import GatewayError
-from .models import MediaRef
+from ._errors import APIStatusError, ConflictError, GatewayError, RateLimitError
+from .models import MediaRef, Run
 
-__all__ = ["Journal", "JournalLockedError", "Recall", "RunRecord"]
+__all__ = ["Intent", "Journal", "JournalLockedError", "Recall", "never_executed", "settled_state"]
 
 T = TypeVar("T")
 
@@ -46,7 +51,7 @@ class SourceStat(Protocol):
     def mtime_ns(self) -> int | None: ...
 
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS media (
@@ -57,12 +62,44 @@ CREATE TABLE IF NOT EXISTS sources (
 CREATE TABLE IF NOT EXISTS runs (
     key TEXT NOT NULL, job TEXT NOT NULL, sha256 TEXT NOT NULL, run_id TEXT,
     status TEXT NOT NULL, credits TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-    updated_at TEXT NOT NULL, PRIMARY KEY (key, job));
+    updated_at TEXT NOT NULL, idem_key TEXT, body TEXT, PRIMARY KEY (key, job));
 """
+# Version n -> n + 1, in order; each runs in the transaction that sets user_version.
+_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    1: (
+        "ALTER TABLE runs ADD COLUMN idem_key TEXT",
+        "ALTER TABLE runs ADD COLUMN body TEXT",
+        "UPDATE runs SET status = 'pending' WHERE status = 'error'",
+    ),
+}
+
+# The run states of one (source, job), and the only moves between them (see the table in
+# docs/pipeline.md). "pending" is written *before* the request is sent, with the key and
+# the exact body: whatever happens next, a later attempt re-sends that body under that key.
+PENDING: Final = "pending"  # sent, or about to be: the outcome is not known
+SUCCEEDED: Final = "succeeded"  # final
+FAILED: Final = "failed"  # executed and answered failed: a rerun tries a new attempt
+REJECTED: Final = "rejected"  # a definite 4xx: never executed; a rerun tries a new attempt
+_MOVES: Final[dict[str | None, frozenset[str]]] = {
+    None: frozenset({PENDING}),
+    PENDING: frozenset({SUCCEEDED, FAILED, REJECTED}),
+    FAILED: frozenset({PENDING}),
+    REJECTED: frozenset({PENDING}),
+    SUCCEEDED: frozenset(),
+}
 
 
 class JournalLockedError(GatewayError):
     """The journal file is in use by another process (or another ``Journal`` object)."""
+
+
+@attrs.frozen(kw_only=True)
+class Intent:
+    """A run attempt written ahead: its idempotency key and the exact JSON body it covers."""
+
+    sha256: str  # the content it runs on
+    idem_key: str = attrs.field(repr=False)
+    body: str = attrs.field(repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -72,24 +109,38 @@ class Recall:
     sha256: str | None = None  # None: new or changed since last time (size or mtime)
     media: MediaRef | None = None
     done_sha256: str | None = None  # the content whose run of this job succeeded
-    attempts: int = 0  # finished failed attempts: part of the next run's idempotency key
+    pending: Intent | None = None  # an attempt whose outcome is unknown: re-send it as is
 
     def done(self, sha256: str | None) -> bool:
         """Whether this job already succeeded on this very content."""
         return sha256 is not None and sha256 == self.done_sha256
 
+    def resumable(self, sha256: str | None) -> Intent | None:
+        """The pending attempt to re-send for this content, if there is one."""
+        if self.pending is not None and self.pending.sha256 == sha256:
+            return self.pending
+        return None
 
-@attrs.frozen(kw_only=True)
-class RunRecord:
-    """The outcome of one run attempt, as the journal stores it."""
 
-    key: str
-    job: str
-    sha256: str
-    status: str  # "succeeded", "failed" (a definite answer) or "error" (maybe not executed)
-    run_id: str | None = None
-    credits: Decimal | None = None
-    final_failure: bool = False  # the attempt surely ended: the next one needs a new key
+def never_executed(error: BaseException) -> bool:
+    """A definite refusal: a 4xx answer, except 409 (a run with this key may exist)."""
+    return (
+        isinstance(error, APIStatusError)
+        and error.status_code < 500
+        and not isinstance(error, ConflictError)
+    )
+
+
+def settled_state(outcome: Run | BaseException) -> str | None:
+    """The state an attempt's outcome moves to; None: unknown, it stays pending.
+
+    A 429 leaves it pending as well: its key and body are as good for the next try.
+    """
+    if isinstance(outcome, Run):
+        return SUCCEEDED if outcome.succeeded else FAILED
+    if never_executed(outcome) and not isinstance(outcome, RateLimitError):
+        return REJECTED
+    return None
 
 
 class _Lock:
@@ -169,9 +220,8 @@ class Journal:
             self._lock.release()
 
     def run_key(self, key: str, sha256: str, job: str, attempts: int) -> str:
-        """The idempotency key of a run: the same for a retry of an unfinished attempt."""
-        parts = (self.id, key, sha256, job, str(attempts))
-        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+        """The idempotency key of attempt number ``attempts`` of a run (unique per attempt)."""
+        return _run_key(self.id, key, sha256, job, attempts)
 
     async def recall(
         self, key: str, job: str, *, size: int | None, mtime_ns: int | None, sha256: str | None
@@ -187,8 +237,23 @@ class Journal:
         """Record a source's identity (path, size, mtime) and the upload holding its content."""
         await self._call(_remember, key, source.path, source.size, source.mtime_ns, media)
 
-    async def record_run(self, record: RunRecord) -> None:
-        await self._call(_record_run, record)
+    async def begin_run(self, key: str, job: str, sha256: str, body: str) -> Intent:
+        """Write a run attempt ahead of sending it; returns what to send, and under which key.
+
+        If an attempt on this content is already pending (its outcome unknown), that one is
+        returned unchanged, its stored body included: the caller must send it, not ``body``.
+        """
+        return await self._call(_begin_run, self.id, key, job, sha256, body)
+
+    async def settle_run(
+        self, key: str, job: str, intent: Intent, outcome: Run | BaseException
+    ) -> None:
+        """Record what became of ``intent``. An unknown outcome leaves it pending; a late
+        outcome of an attempt that is no longer the pending one changes nothing."""
+        state = settled_state(outcome)
+        if state is not None:
+            run = outcome if isinstance(outcome, Run) else None
+            await self._call(_settle_run, key, job, intent.idem_key, state, run)
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         if self._closed:
@@ -214,7 +279,7 @@ def _db() -> sqlite3.Connection:
 
 
 def _connect(path: str | os.PathLike[str], lock: _Lock) -> tuple[str, str]:
-    """Lock, open and (if new) set up the journal; returns its absolute path and its id."""
+    """Lock, open and (if new or older) set up the journal; returns its path and its id."""
     filename = os.path.abspath(os.fspath(path))
     lock.acquire(filename)
     conn = sqlite3.connect(filename, timeout=5.0)
@@ -225,13 +290,37 @@ def _connect(path: str | os.PathLike[str], lock: _Lock) -> tuple[str, str]:
         conn.close()
         raise GatewayError(f"journal {filename} was written by a newer gateway-async")
     with conn:
-        conn.executescript(_SCHEMA)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if version == 0:  # new: today's schema
+            conn.executescript(_SCHEMA)
+            version = SCHEMA_VERSION
         conn.execute(
             "INSERT OR IGNORE INTO meta (name, value) VALUES ('id', ?)", (os.urandom(16).hex(),)
         )
+        jid = str(conn.execute("SELECT value FROM meta WHERE name = 'id'").fetchone()[0])
+        _migrate(conn, jid, version)
     _local.conn = conn
-    return filename, str(conn.execute("SELECT value FROM meta WHERE name = 'id'").fetchone()[0])
+    return filename, jid
+
+
+def _migrate(conn: sqlite3.Connection, jid: str, version: int) -> None:
+    """Bring a journal of ``version`` up to ``SCHEMA_VERSION``, one step at a time."""
+    for step in range(version, SCHEMA_VERSION):
+        for statement in _MIGRATIONS[step]:
+            conn.execute(statement)
+        if step == 1:  # v1 derived its keys from the attempt count: keep them
+            rows = conn.execute(
+                "SELECT key, job, sha256, attempts FROM runs WHERE status = ?", (PENDING,)
+            ).fetchall()
+            for key, job, sha256, attempts in rows:
+                idem_key = _run_key(jid, key, sha256, job, attempts)
+                conn.execute(
+                    "UPDATE runs SET idem_key = ? WHERE key = ? AND job = ?", (idem_key, key, job)
+                )
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def _run_key(jid: str, key: str, sha256: str, job: str, attempts: int) -> str:
+    return hashlib.sha256("\0".join((jid, key, sha256, job, str(attempts))).encode()).hexdigest()
 
 
 def _disconnect() -> None:
@@ -250,16 +339,37 @@ def _recall(
             (key, size, mtime_ns),
         ).fetchone()
         sha256 = row[0] if row else None
-    run = db.execute(
-        "SELECT sha256, status, attempts FROM runs WHERE key = ? AND job = ?", (key, job)
-    ).fetchone()
-    done = run[0] if run is not None and run[1] == "succeeded" else None
+    run = _run_row(key, job)
+    pending = None
+    if run is not None and run.status == PENDING and run.idem_key and run.body is not None:
+        pending = Intent(sha256=run.sha256, idem_key=run.idem_key, body=run.body)
     return Recall(
         sha256=sha256,
         media=None if sha256 is None else _media_for(sha256),
-        done_sha256=done,
-        attempts=run[2] if run else 0,
+        done_sha256=run.sha256 if run is not None and run.status == SUCCEEDED else None,
+        pending=pending,
     )
+
+
+@attrs.frozen
+class _RunRow:
+    status: str
+    sha256: str
+    attempts: int
+    idem_key: str | None
+    body: str | None
+
+
+def _run_row(key: str, job: str) -> _RunRow | None:
+    row = (
+        _db()
+        .execute(
+            "SELECT status, sha256, attempts, idem_key, body FROM runs WHERE key = ? AND job = ?",
+            (key, job),
+        )
+        .fetchone()
+    )
+    return None if row is None else _RunRow(*row)
 
 
 def _media_for(sha256: str) -> MediaRef | None:
@@ -292,24 +402,47 @@ def _remember(
         )
 
 
-def _record_run(record: RunRecord) -> None:
-    credits = None if record.credits is None else str(record.credits)
-    bump = 1 if record.final_failure else 0
+def _moving(to: str, current: str | None) -> None:
+    """Refuse a move the state machine does not have (a bug, never a user error)."""
+    if to not in _MOVES[current]:
+        raise GatewayError(f"journal: a run cannot move from {current or 'new'} to {to}")
+
+
+def _begin_run(jid: str, key: str, job: str, sha256: str, body: str) -> Intent:
+    with _db() as db:
+        row = _run_row(key, job)
+        # A run's life is per content: a changed source starts a new one.
+        current = row.status if row is not None and row.sha256 == sha256 else None
+        if row is not None and current == PENDING and row.idem_key:
+            if row.body is None:  # written by version 1: its key, and from now on this body
+                db.execute("UPDATE runs SET body = ? WHERE key = ? AND job = ?", (body, key, job))
+            return Intent(sha256=sha256, idem_key=row.idem_key, body=row.body or body)
+        _moving(PENDING, current)
+        attempts = 0 if row is None else row.attempts + 1
+        idem_key = _run_key(jid, key, sha256, job, attempts)
+        db.execute(
+            "INSERT INTO runs (key, job, sha256, run_id, status, credits, attempts, updated_at, "
+            "idem_key, body) VALUES (?, ?, ?, NULL, ?, NULL, ?, ?, ?, ?) "
+            "ON CONFLICT (key, job) DO UPDATE SET sha256 = excluded.sha256, run_id = NULL, "
+            "status = excluded.status, credits = NULL, attempts = excluded.attempts, "
+            "updated_at = excluded.updated_at, idem_key = excluded.idem_key, body = excluded.body",
+            (key, job, sha256, PENDING, attempts, _now(), idem_key, body),
+        )
+    return Intent(sha256=sha256, idem_key=idem_key, body=body)
+
+
+def _settle_run(key: str, job: str, idem_key: str, state: str, run: Run | None) -> None:
+    """Move the pending attempt ``idem_key`` to ``state``; any other row is left alone."""
+    sources = sorted(s for s, moves in _MOVES.items() if s is not None and state in moves)
+    marks = ", ".join("?" * len(sources))
+    credits = None if run is None else str(run.usage.credits)
     with _db() as db:
         db.execute(
-            "INSERT INTO runs (key, job, sha256, run_id, status, credits, attempts, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key, job) DO UPDATE SET "
-            "sha256 = excluded.sha256, run_id = excluded.run_id, status = excluded.status, "
-            "credits = excluded.credits, attempts = attempts + ?, updated_at = excluded.updated_at",
-            (
-                record.key,
-                record.job,
-                record.sha256,
-                record.run_id,
-                record.status,
-                credits,
-                bump,
-                datetime.now(UTC).isoformat(),
-                bump,
-            ),
+            "UPDATE runs SET status = ?, run_id = ?, credits = ?, updated_at = ? "
+            f"WHERE key = ? AND job = ? AND idem_key = ? AND status IN ({marks})",
+            (state, None if run is None else run.id, credits, _now(), key, job, idem_key, *sources),
         )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -44,12 +44,20 @@ class AIMDLimiter:
         try:
             await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._free()  # granted just as we were cancelled: give the slot back
-            else:
-                self._waiters.remove(waiter)
+            self._abandon(waiter)
             raise
         return self.epoch
+
+    def _abandon(self, waiter: asyncio.Future[None]) -> None:
+        """A cancelled waiter leaves: hand back a slot it was granted, or leave the queue.
+
+        A release in the same loop turn as the cancellation may already have popped the
+        (cancelled) waiter and skipped it, so it may be in neither state: then nothing to do.
+        """
+        if waiter.done() and not waiter.cancelled():
+            self._free()  # granted just as we were cancelled: give the slot back
+        elif waiter in self._waiters:
+            self._waiters.remove(waiter)
 
     def release(self, token: int, *, throttled: bool = False, succeeded: bool = False) -> None:
         """Give a slot back, reporting whether its request was throttled or succeeded."""
@@ -79,7 +87,9 @@ class SpendBudget:
 
     ``reserve()`` succeeds while spent + reserved + price fits the limit; when it does not fit
     but runs are in flight it waits for them to settle (their real cost may be lower), and
-    answers False once nothing is in flight and the next run still would not fit.
+    answers False once nothing is in flight and the next run still would not fit. A run
+    whose outcome is unknown (lost reply, timeout, 5xx) may have been charged, so it settles
+    at its full price: the cap holds even when every answer is lost.
     """
 
     def __init__(self, limit: Decimal, price: Decimal) -> None:
@@ -98,9 +108,10 @@ class SpendBudget:
         return True
 
     def settle(self, charged: Decimal | None) -> None:
-        """A reserved run ended; ``charged`` is what it cost (None: it was not charged)."""
+        """A reserved run ended: ``charged`` is what it cost (0: surely not charged), None
+        when unknown, which counts as its full price."""
         self.reserved -= self.price
-        self.spent += charged or Decimal(0)
+        self.spent += self.price if charged is None else charged
         # Wake every waiter and arm a fresh event for the next round.
         self._settled.set()
         self._settled = asyncio.Event()

@@ -8,22 +8,29 @@ slow stage (or a slow caller) holds back everything before it, down to the sourc
 
 Ending: sources run out → sentinels flow down the queues → the TaskGroup ends. ``stop()`` and
 an exhausted ``max_spend`` stop the reading and let everything already read finish. An error
-that dooms every item (401, 402, 403, a failing source iterator) cancels the TaskGroup: what
-finished is yielded, then the error is raised. Cancelling the caller cancels everything.
-The journal is only ever written with facts, so any of these endings leaves it consistent.
+that dooms every item (401, 402, 403, a failing source iterator) stops the reading and
+cancels the uploads: what finished is yielded, then the error is raised. Cancelling the
+caller cancels everything.
+
+Exactly once: a journaled run is written ahead (its key and exact body) before it is sent,
+and every attempt sends the journal's copy; the engine only asks the journal (``begin_run``,
+``settle_run``), which owns the states. So any of these endings, or a crash between any two
+steps, leaves a journal that the next run resumes without running anything twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterable, Iterable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Self
 
 import attrs
 
+from .._convert import dumps
 from .._errors import (
-    APIStatusError,
     AuthenticationError,
     GatewayError,
     InsufficientFundsError,
@@ -31,7 +38,7 @@ from .._errors import (
     PermissionDeniedError,
     RateLimitError,
 )
-from .._journal import Journal, RunRecord
+from .._journal import Intent, Journal, never_executed
 from .._transport import new_idempotency_key
 from ..models import MediaRef, Run, RunRequest
 from ._control import AIMDLimiter, SpendBudget
@@ -59,7 +66,8 @@ class _Work:
     source: Any
     identity: Identity = attrs.Factory(Identity)
     media: MediaRef | None = None
-    attempts: int = 0
+    intent: Intent | None = None  # the journal's written-ahead attempt, once there is one
+    claim: str | None = None  # the journal key this item holds (see ``_claim``)
 
 
 class Ingest:
@@ -97,6 +105,7 @@ class Ingest:
         self._closed = False
         self._own_cancels: set[asyncio.Task[Any]] = set()
         self._uploading: set[asyncio.Task[Any]] = set()
+        self._claims: dict[str, asyncio.Event] = {}
 
     # -- the caller's side -----------------------------------------------------------------
 
@@ -234,16 +243,31 @@ class Ingest:
         for task in self._uploading:
             self._cancel_own(task)
 
-    def _drop(self) -> None:
+    def _drop(self, work: _Work) -> None:
         """Abandon a queued item after a doom: it is not handed out (the journal resumes it)."""
+        self._unclaim(work)
         self._slots.release()
+
+    async def _claim(self, work: _Work, key: str) -> None:
+        """One item per journal key at a time (e.g. the same bytes twice in the input): a
+        duplicate waits for the first to end, then asks the journal, which then knows."""
+        while (busy := self._claims.get(key)) is not None:
+            await busy.wait()
+        self._claims[key] = asyncio.Event()
+        work.claim = key
+
+    def _unclaim(self, work: _Work) -> None:
+        if work.claim is not None:
+            self._claims.pop(work.claim).set()
+            work.claim = None
 
     def _request_stop(self, reason: str) -> None:
         if self._stop_reason is None:
             self._stop_reason = reason
             self._tally.stopped = self._tally.stopped or reason
-        if self._pulling and self._feeder is not None:
-            self._cancel_own(self._feeder)  # only while it awaits the source: nothing is lost
+        feeder = self._feeder
+        if self._pulling and feeder is not None and feeder is not asyncio.current_task():
+            self._cancel_own(feeder)  # only while it awaits the source: nothing is lost
 
     def _cancel_own(self, task: asyncio.Task[Any]) -> None:
         """Cancel one stage task for the pipeline's own reasons (see ``_absorb_cancel``)."""
@@ -270,6 +294,7 @@ class Ingest:
             )
 
     def _emit(self, work: _Work, **outcome: Any) -> None:
+        self._unclaim(work)
         item = IngestItem(index=work.index, source=work.source, media_ref=work.media, **outcome)
         self._tally.count(item)
         kind: EventKind = "skipped" if item.skipped else "succeeded" if item.ok else "failed"
@@ -323,7 +348,7 @@ class Ingest:
     async def _obtain_media(self, work: _Work) -> bool:
         """Give ``work`` its media; False if it already ended here (skipped or failed)."""
         if self._error is not None:
-            self._drop()
+            self._drop(work)
             return False
         if self._stop_reason == "budget":
             self._emit(work, error=_not_run())
@@ -344,20 +369,21 @@ class Ingest:
         except Exception as exc:
             self._emit(work, error=exc)
             return False
-        self._drop()  # doomed while uploading
+        self._drop(work)  # doomed while uploading
         return False
 
     async def _recall_or_upload(self, work: _Work, journal: Journal) -> bool:
-        """Skip what the journal has done, reuse what it has uploaded, upload the rest."""
+        """Skip what the journal has done, resume what it has pending, reuse what it has
+        uploaded, upload the rest."""
         ident = identify(work.source)
         if ident.key is None:  # bytes are named by their content
             ident = await content_sha256(work.source, ident)
         key = ident.key
         assert key is not None
+        await self._claim(work, key)
         known = await journal.recall(
             key, self._s.job, size=ident.size, mtime_ns=ident.mtime_ns, sha256=ident.sha256
         )
-        work.attempts = known.attempts
         if known.sha256 is None:  # new, or touched since last time: hash it
             ident = await content_sha256(work.source, ident)
         sha256 = known.sha256 or ident.sha256
@@ -365,19 +391,18 @@ class Ingest:
         media = known.media or await journal.media_for(sha256)
         if media is not None and known.sha256 is None:  # a new name for known content
             await journal.remember(key, ident, media)
+        work.media, work.identity = media, attrs.evolve(ident, sha256=sha256)
         if known.done(sha256):
-            work.media = media
             self._emit(work, skipped=True)
             return False
-        if media is None:
+        work.intent = known.resumable(sha256)  # sent before, outcome unknown: send it again
+        if work.intent is None and media is None:
             media = await self._upload(work)
-            media = attrs.evolve(media, sha256=media.sha256 or sha256)
-            await journal.remember(key, ident, media)
-        else:
+            work.media = attrs.evolve(media, sha256=media.sha256 or sha256)
+            await journal.remember(key, ident, work.media)
+        else:  # known content, or a resumed attempt (its body names an upload already)
             self._tally.reused += 1
             self._event("reused", work)
-        work.media = media
-        work.identity = attrs.evolve(ident, sha256=media.sha256)
         return True
 
     async def _upload(self, work: _Work) -> MediaRef:
@@ -401,37 +426,63 @@ class Ingest:
 
     async def _run_one(self, work: _Work) -> None:
         try:
-            request = self._request(work)
+            request = await self._prepare(work)
         except Exception as exc:  # the caller's input= or params= failed, or was invalid
             self._emit(work, error=exc)
             return
         for attempt in range(_MAX_THROTTLED + 1):
             if self._error is not None:
-                self._drop()
+                self._drop(work)
                 return
             if self._stop_reason == "budget" or not await self._reserve():
                 self._emit(work, error=_not_run())
                 return
             outcome = await self._send(request)
-            if isinstance(outcome, RateLimitError) and attempt < _MAX_THROTTLED:
-                self._pause_client(outcome, attempt)
+            if (
+                isinstance(outcome, RateLimitError)
+                and attempt < _MAX_THROTTLED
+                and self._pause_client(outcome, attempt)
+            ):
                 continue
-            await self._record(work, outcome)
+            await self._settle(work, outcome)
             if isinstance(outcome, Run):
                 self._emit(work, run=outcome)
             elif isinstance(outcome, _FATAL_RUN):
                 self._doom(outcome)
-                self._drop()
+                self._drop(work)
             else:
                 self._emit(work, error=outcome)
             return
 
-    def _pause_client(self, error: RateLimitError, attempt: int) -> None:
-        """Hold every request of the client (not only this task's) before the next try."""
-        wait = error.retry_after
-        self._gw._transport.pause(self._gw.retry.backoff(attempt) if wait is None else wait)
+    def _pause_client(self, error: RateLimitError, attempt: int) -> bool:
+        """Hold every request of the client (not only this task's) before the next try.
 
-    def _request(self, work: _Work) -> RunRequest:
+        False, pausing nothing, when the server asks for longer than the policy's
+        ``max_retry_after``: one such answer must not stall every other call of the client
+        for an hour, so only this item fails (with that ``RateLimitError``).
+        """
+        wait = error.retry_after
+        if wait is None:
+            wait = self._gw.retry.backoff(attempt)
+        elif wait > self._gw.retry.max_retry_after:
+            return False
+        self._gw._transport.pause(wait)
+        return True
+
+    async def _prepare(self, work: _Work) -> RunRequest:
+        """The request to send. A journaled item's is written ahead (key and exact body),
+        and what is sent is the journal's copy: a resumed attempt re-sends its old body."""
+        ident, journal = work.identity, self._journal
+        if journal is None or ident.key is None or ident.sha256 is None:
+            return self._request(work, new_idempotency_key())
+        if work.intent is None:
+            body = encode_body(self._request(work, None).to_body())
+            work.intent = await journal.begin_run(ident.key, self._s.job, ident.sha256, body)
+        return RunRequest.from_dict(
+            json.loads(work.intent.body), idempotency_key=work.intent.idem_key
+        )
+
+    def _request(self, work: _Work, idempotency_key: str | None) -> RunRequest:
         assert work.media is not None
         s = self._s
         return RunRequest(
@@ -440,15 +491,8 @@ class Ingest:
             scope=s.scope,
             input=s.input_for(self._input_field, work.media, work.source),
             params=s.params_for(work.source),
-            idempotency_key=self._idempotency_key(work),
+            idempotency_key=idempotency_key,
         )
-
-    def _idempotency_key(self, work: _Work) -> str:
-        """Deterministic with a journal, so a resumed run replays instead of running twice."""
-        ident = work.identity
-        if self._journal is None or ident.key is None or ident.sha256 is None:
-            return new_idempotency_key()
-        return self._journal.run_key(ident.key, ident.sha256, self._s.job, work.attempts)
 
     async def _reserve(self) -> bool:
         if self._budget is None or await self._budget.reserve():
@@ -472,33 +516,47 @@ class Ingest:
                 succeeded=run is not None and run.succeeded,
             )
             if self._budget is not None:
-                self._budget.settle(run.usage.credits if run is not None else None)
+                self._budget.settle(_cost(outcome))
         return outcome
 
-    async def _record(self, work: _Work, outcome: Run | Exception) -> None:
-        """Journal a run's outcome; an attempt that surely ended moves to a new key."""
-        ident = work.identity
-        if self._journal is None or ident.key is None or ident.sha256 is None:
-            return
-        if isinstance(outcome, Run):
-            status, run_id, credits = outcome.status, outcome.id, outcome.usage.credits
-            final = not outcome.succeeded
-        else:
-            status, run_id, credits = "error", None, None
-            # A 4xx answer means the run never executed; anything else may have executed.
-            final = isinstance(outcome, APIStatusError) and outcome.status_code < 500
-        await self._journal.record_run(
-            RunRecord(
-                key=ident.key,
-                job=self._s.job,
-                sha256=ident.sha256,
-                status=status,
-                run_id=run_id,
-                credits=credits,
-                final_failure=final,
-            )
-        )
+    async def _settle(self, work: _Work, outcome: Run | Exception) -> None:
+        """Tell the journal what became of the item's written-ahead attempt."""
+        key, journal = work.identity.key, self._journal
+        if journal is not None and key is not None and work.intent is not None:
+            await journal.settle_run(key, self._s.job, work.intent, outcome)
 
 
 def _not_run() -> BudgetExhaustedError:
     return BudgetExhaustedError("not run: max_spend would have been exceeded")
+
+
+def _cost(outcome: Run | Exception | None) -> Decimal | None:
+    """What a sent run cost: its usage, nothing if it surely never executed, None if unknown
+    (a lost reply, a timeout, a 5xx, a 409: it may have executed and been charged)."""
+    if isinstance(outcome, Run):
+        return outcome.usage.credits
+    if outcome is not None and never_executed(outcome):
+        return Decimal(0)
+    return None
+
+
+def encode_body(body: dict[str, Any]) -> str:
+    """The JSON text the journal stores and every attempt re-sends (the transport's own
+    encoding: a MediaRef is sent as its ref, a Decimal as a string)."""
+    try:
+        return dumps(body).decode()
+    except (TypeError, ValueError) as exc:
+        field = "params" if _encodes(body.get("input")) else "input"
+        raise InvalidRequestError(
+            f"{field}: cannot be encoded as JSON ({exc}); pass JSON types (str, int, float, "
+            "bool, None, list, dict), MediaRef, Decimal or datetime",
+            field=field,
+        ) from None
+
+
+def _encodes(value: Any) -> bool:
+    try:
+        dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True

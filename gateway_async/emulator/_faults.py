@@ -9,7 +9,10 @@ every run. What a fault does:
 * ``error_503`` / ``error_429``: answer before executing (429 with ``Retry-After``);
 * ``reset``: abort the connection, before or after executing (a coin toss); on the storage
   PUT, after reading part of the body, storing nothing;
-* ``truncated_json``: execute, then send a 2xx whose JSON body is cut in half.
+* ``truncated_json``: execute, then send a 2xx whose JSON body is cut in half;
+* ``lost_reply``: on a ``POST`` (upload init, complete, runs) only: execute, then abort the
+  connection: the work is done and the client never hears of it ("executed, reply lost").
+  Its draw is taken only when ``lost_reply`` is set, so older seeds keep their faults.
 """
 
 from __future__ import annotations
@@ -29,9 +32,16 @@ class FaultSpec:
     latency: tuple[float, float] = (0.0, 0.0)
     reset: float = 0.0
     truncated_json: float = 0.0
+    lost_reply: float = 0.0
 
 
-_KEYS = {"503": "error_503", "429": "error_429", "reset": "reset", "truncated": "truncated_json"}
+_KEYS = {
+    "503": "error_503",
+    "429": "error_429",
+    "reset": "reset",
+    "truncated": "truncated_json",
+    "lost": "lost_reply",
+}
 
 
 @dataclass(frozen=True)
@@ -47,8 +57,8 @@ class Faults:
 
     @classmethod
     def parse(cls, text: str) -> Faults:
-        """Parse ``"503=0.1,429=0.05,reset=0.02,truncated=0.01,latency=0-0.02,seed=7,
-        retry_after=0"`` into faults for every route (ValueError on bad syntax)."""
+        """Parse ``"503=0.1,429=0.05,reset=0.02,truncated=0.01,lost=0.02,latency=0-0.02,
+        seed=7,retry_after=0"`` into faults for every route (ValueError on bad syntax)."""
         seed, values, latency, retry_after = 0, dict.fromkeys(_KEYS.values(), 0.0), (0.0, 0.0), 0
         for part in filter(None, (p.strip() for p in text.split(","))):
             name, sep, value = part.partition("=")
@@ -68,7 +78,7 @@ class Faults:
                     raise ValueError(part)
             except ValueError:
                 raise ValueError(
-                    f"bad fault {part!r}: expected 503=P, 429=P, reset=P, truncated=P "
+                    f"bad fault {part!r}: expected 503=P, 429=P, reset=P, truncated=P, lost=P "
                     "(P in 0..1), latency=LO-HI, retry_after=N or seed=N"
                 ) from None
         spec = FaultSpec(latency=latency, retry_after=retry_after, **values)
@@ -107,5 +117,7 @@ class FaultInjector:
         latency = rng.uniform(*spec.latency) if spec.latency[1] > 0 else 0.0
         status = 503 if draws[0] < spec.error_503 else 429 if draws[1] < spec.error_429 else None
         reset = ("before" if draws[3] < 0.5 else "after") if draws[2] < spec.reset else None
+        if spec.lost_reply and rng.random() < spec.lost_reply and route.startswith("POST "):
+            reset = "after"  # the middleware executes, then aborts the connection
         truncate = draws[4] < spec.truncated_json
         return Decision(latency, status, spec.retry_after, reset, truncate)

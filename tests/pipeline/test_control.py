@@ -67,6 +67,20 @@ async def test_a_cancelled_waiter_leaves_no_slot_taken() -> None:
     assert limiter.active == 0
 
 
+async def test_a_waiter_cancelled_in_the_same_turn_as_a_release_raises_cancelled() -> None:
+    """Cancel first, release next, in one loop turn: the waiter gets CancelledError (not the
+    ValueError of removing itself from a queue the release already popped it from)."""
+    limiter = AIMDLimiter(1)
+    token = await limiter.acquire()
+    waiter = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(0)  # the waiter is queued
+    waiter.cancel()
+    limiter.release(token)  # pops the cancelled waiter and skips it
+    (outcome,) = await asyncio.gather(waiter, return_exceptions=True)
+    assert isinstance(outcome, asyncio.CancelledError)
+    assert (limiter.active, await limiter.acquire()) == (0, 0)
+
+
 async def test_budget_reserves_the_price_of_each_run() -> None:
     """Reservations stop when one more run would pass the limit."""
     budget = SpendBudget(Decimal("0.0030"), Decimal("0.0010"))
@@ -86,6 +100,15 @@ async def test_budget_waits_for_in_flight_runs_that_may_cost_less() -> None:
     assert await budget.reserve()
     waiting = asyncio.ensure_future(budget.reserve())
     await asyncio.sleep(0)
-    budget.settle(None)
+    budget.settle(Decimal(0))
     assert await waiting
     assert Decimal(0) == budget.spent
+
+
+async def test_a_run_of_unknown_outcome_counts_as_spent() -> None:
+    """A lost reply may have been charged: it settles at its full price."""
+    budget = SpendBudget(Decimal("0.0020"), Decimal("0.0010"))
+    for _ in range(2):
+        assert await budget.reserve()
+        budget.settle(None)
+    assert (budget.spent, await budget.reserve()) == (Decimal("0.0020"), False)

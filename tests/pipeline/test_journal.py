@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 import threading
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 
-from gateway_async import GatewayError, MediaRef
-from gateway_async._journal import RunRecord
+from gateway_async import (
+    APIConnectionError,
+    APIStatusError,
+    BadRequestError,
+    ConflictError,
+    GatewayError,
+    MediaRef,
+    RateLimitError,
+    ServerError,
+    UnprocessableEntityError,
+)
+from gateway_async._journal import Recall
 from gateway_async._pipeline._sources import Identity
+from gateway_async.models import Run, RunUsage
 from gateway_async.pipeline import Journal, JournalLockedError
 
 JOB = "demo-image-embed\0index\0test"
@@ -24,7 +39,7 @@ async def test_an_unknown_source_is_recalled_empty(tmp_path: Path) -> None:
     """A fresh journal knows nothing of a source."""
     async with await Journal.open(tmp_path / "j.db") as journal:
         known = await journal.recall("path:/a", JOB, size=3, mtime_ns=7, sha256=None)
-    assert (known.sha256, known.media, known.attempts) == (None, None, 0)
+    assert (known.sha256, known.media, known.pending) == (None, None, None)
 
 
 async def test_remembered_media_is_recalled_while_the_file_is_unchanged(tmp_path: Path) -> None:
@@ -39,30 +54,140 @@ async def test_remembered_media_is_recalled_while_the_file_is_unchanged(tmp_path
     assert by_content == MEDIA
 
 
+def a_run(status: str) -> Run:
+    return Run(
+        id="run_1",
+        model="demo-image-embed",
+        mode="index",
+        status=status,
+        output={},
+        usage=RunUsage(credits=Decimal("0.0010"), duration_ms=1),
+        created_at=datetime.now(UTC),
+    )
+
+
+def status_error(cls: type[APIStatusError], status: int) -> APIStatusError:
+    return cls("refused", status_code=status, code="x")
+
+
+async def _recall(journal: Journal, sha256: str = "aa") -> Recall:
+    return await journal.recall("k", JOB, size=None, mtime_ns=None, sha256=sha256)
+
+
 async def test_a_succeeded_run_marks_that_content_done(tmp_path: Path) -> None:
     """Done is per content: a success on old content does not cover new content."""
     async with await Journal.open(tmp_path / "j.db") as journal:
-        await journal.record_run(RunRecord(key="k", job=JOB, sha256="aa", status="succeeded"))
-        known = await journal.recall("k", JOB, size=None, mtime_ns=None, sha256="aa")
+        intent = await journal.begin_run("k", JOB, "aa", '{"b":1}')
+        await journal.settle_run("k", JOB, intent, a_run("succeeded"))
+        known = await _recall(journal)
     assert known.done("aa")
     assert not known.done("bb")
+    assert known.pending is None
 
 
-async def test_only_a_finished_failure_moves_to_a_new_key(tmp_path: Path) -> None:
-    """Final failures bump the attempt (new key); maybe-executed errors keep the key."""
+async def test_an_attempt_is_written_ahead_and_resent_as_written(tmp_path: Path) -> None:
+    """begin_run stores the key with the exact body; while its outcome is unknown, every
+    later begin_run (this process or the next) gets that body back, not the new one."""
+    path = tmp_path / "j.db"
+    async with await Journal.open(path) as journal:
+        intent = await journal.begin_run("k", JOB, "aa", '{"input":"mref_1"}')
+        await journal.settle_run("k", JOB, intent, APIConnectionError("reset"))
+    async with await Journal.open(path) as journal:
+        known = await _recall(journal)
+        again = await journal.begin_run("k", JOB, "aa", '{"input":"mref_2"}')
+    assert known.resumable("aa") == again == intent
+    assert again.body == '{"input":"mref_1"}'
+    assert known.resumable("bb") is None  # changed content: that attempt is not resent
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        APIConnectionError("reset after sending"),
+        status_error(ServerError, 503),
+        status_error(ConflictError, 409),  # a run with this key exists: never a new key
+        status_error(RateLimitError, 429),
+    ],
+    ids=["lost", "5xx", "409", "429"],
+)
+async def test_an_unknown_outcome_keeps_the_key_and_body(
+    tmp_path: Path, outcome: Exception
+) -> None:
     async with await Journal.open(tmp_path / "j.db") as journal:
-        keys = [journal.run_key("k", "aa", JOB, 0)]
-        await journal.record_run(RunRecord(key="k", job=JOB, sha256="aa", status="error"))
-        keys.append(journal.run_key("k", "aa", JOB, await _attempts(journal)))
-        await journal.record_run(
-            RunRecord(key="k", job=JOB, sha256="aa", status="failed", final_failure=True)
-        )
-        keys.append(journal.run_key("k", "aa", JOB, await _attempts(journal)))
-    assert keys[0] == keys[1] != keys[2]
+        intent = await journal.begin_run("k", JOB, "aa", "{}")
+        await journal.settle_run("k", JOB, intent, outcome)
+        assert await journal.begin_run("k", JOB, "aa", '{"new":1}') == intent
 
 
-async def _attempts(journal: Journal) -> int:
-    return (await journal.recall("k", JOB, size=None, mtime_ns=None, sha256="aa")).attempts
+@pytest.mark.parametrize(
+    "outcome",
+    [a_run("failed"), status_error(UnprocessableEntityError, 422)],
+    ids=["failed", "rejected"],
+)
+async def test_a_finished_attempt_moves_to_a_new_key(tmp_path: Path, outcome: Any) -> None:
+    """A run that failed, or a request surely never executed, is retried for real: new key,
+    new body."""
+    async with await Journal.open(tmp_path / "j.db") as journal:
+        first = await journal.begin_run("k", JOB, "aa", "{}")
+        await journal.settle_run("k", JOB, first, outcome)
+        second = await journal.begin_run("k", JOB, "aa", '{"new":1}')
+    assert second.idem_key != first.idem_key
+    assert second.body == '{"new":1}'
+
+
+async def test_states_only_move_forward(tmp_path: Path) -> None:
+    """A succeeded row is never overwritten: not by a late failure of the same attempt, not
+    by a new attempt on the same content."""
+    async with await Journal.open(tmp_path / "j.db") as journal:
+        intent = await journal.begin_run("k", JOB, "aa", "{}")
+        await journal.settle_run("k", JOB, intent, a_run("succeeded"))
+        await journal.settle_run("k", JOB, intent, a_run("failed"))
+        await journal.settle_run("k", JOB, intent, status_error(BadRequestError, 400))
+        with pytest.raises(GatewayError, match="from succeeded to pending"):
+            await journal.begin_run("k", JOB, "aa", "{}")
+        assert (await _recall(journal)).done("aa")
+        newer = await journal.begin_run("k", JOB, "bb", "{}")  # the file changed: a new life
+    assert newer.sha256 == "bb"
+
+
+async def test_a_late_answer_of_an_old_attempt_changes_nothing(tmp_path: Path) -> None:
+    """Only the pending attempt can be settled: an older attempt's answer is ignored."""
+    async with await Journal.open(tmp_path / "j.db") as journal:
+        old = await journal.begin_run("k", JOB, "aa", "{}")
+        await journal.settle_run("k", JOB, old, status_error(BadRequestError, 400))
+        new = await journal.begin_run("k", JOB, "aa", '{"new":1}')
+        await journal.settle_run("k", JOB, old, a_run("succeeded"))
+        known = await _recall(journal)
+    assert not known.done("aa")
+    assert known.resumable("aa") == new
+
+
+async def test_a_version_1_journal_is_migrated_keeping_its_keys(tmp_path: Path) -> None:
+    """An in-flight run of a v1 journal keeps its (attempt-derived) key after the upgrade."""
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path)
+    with db:
+        db.executescript(V1_SCHEMA)
+        db.execute("INSERT INTO meta VALUES ('id', 'jid')")
+        db.execute("INSERT INTO runs VALUES ('k', ?, 'aa', NULL, 'error', NULL, 2, 't')", (JOB,))
+        db.execute("PRAGMA user_version=1")
+    db.close()
+    async with await Journal.open(path) as journal:
+        intent = await journal.begin_run("k", JOB, "aa", '{"b":1}')
+        assert intent.idem_key == journal.run_key("k", "aa", JOB, 2)
+        assert (await _recall(journal)).resumable("aa") == intent
+
+
+V1_SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE media (sha256 TEXT PRIMARY KEY, media_ref TEXT NOT NULL, size INTEGER NOT NULL,
+    content_type TEXT NOT NULL, filename TEXT);
+CREATE TABLE sources (key TEXT PRIMARY KEY, path TEXT, size INTEGER, mtime_ns INTEGER,
+    sha256 TEXT NOT NULL);
+CREATE TABLE runs (key TEXT NOT NULL, job TEXT NOT NULL, sha256 TEXT NOT NULL, run_id TEXT,
+    status TEXT NOT NULL, credits TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL, PRIMARY KEY (key, job));
+"""
 
 
 async def test_keys_are_stable_across_reopening_and_differ_between_journals(
