@@ -3,12 +3,15 @@
 One middleware wraps every API request, in this order: count the route, draw its faults
 (latency, 503/429, reset before), authenticate, rate-limit, run the handler, then apply
 the after-faults (reset after executing, truncated JSON). Every answer gets an
-``X-Request-Id``, and any error becomes the contract's envelope.
+``X-Request-Id``, and any error becomes the contract's envelope: an :class:`ApiError` or
+aiohttp's own HTTP errors keep their 4xx status, and anything unexpected is logged and
+answered ``500 internal_error`` (never a bare text/plain 500).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -38,6 +41,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
 )
 PUBLIC = frozenset({"GET /api/openapi.json"})
 REQUEST_ID = "X-Request-Id"
+LOG = logging.getLogger("gateway_async.emulator")
 
 
 def route_key(request: web.Request) -> str:
@@ -50,6 +54,7 @@ def route_key(request: web.Request) -> str:
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Faults, auth, rate limit, envelope and request id around every API handler."""
+    request_id = new_id("req")
     try:
         response = await _guarded(request.app[CORE], request, handler)
     except ApiError as exc:
@@ -58,7 +63,13 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         message = f"{request.method} {request.path}: {exc.reason}"
         response = ApiError(exc.status, message, headers=allow).response()
-    response.headers[REQUEST_ID] = new_id("req")
+    except Exception:
+        LOG.exception(
+            "unexpected error answering %s %s (%s)", request.method, request.path, request_id
+        )
+        message = f"the emulator failed to answer this request; see its log for {request_id}"
+        response = ApiError(500, message).response()
+    response.headers[REQUEST_ID] = request_id
     return response
 
 

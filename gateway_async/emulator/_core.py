@@ -4,7 +4,6 @@ listeners (the API and the storage endpoint), plus small request helpers for han
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -12,18 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from ._auth import Auth
 from ._db import Db
 from ._embed import embed_file
 from ._errors import ApiError
 from ._faults import FaultInjector, Faults
-from ._idempotency import Idempotency
+from ._idempotency import Answer, Idempotency
 from ._models import Catalogue
 from ._ratelimit import RateLimit, TokenBuckets
 from ._state import Clock, State
 from ._stats import EmulatorStats
 from ._vectors import VectorStore
+from ._wire import JsonRefused, loads
 
 
 @dataclass(frozen=True)
@@ -93,26 +94,30 @@ def credential(request: web.Request) -> str:
 
 
 async def read_object(request: web.Request) -> tuple[bytes, dict[str, Any]]:
-    """The raw body and its JSON object; 400 when it is not JSON or not an object."""
-    raw = await request.read()
+    """The raw body and its JSON object: 400 when it is not (strict) JSON or not an object,
+    422 naming the field that holds a lone surrogate."""
     try:
-        body = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "the request body is not valid JSON") from None
+        raw = await request.read()
+    except RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a plain body
+        raise ApiError(400, f"the request body could not be read: {exc.args[0]}") from None
+    try:
+        body = loads(raw)
+    except JsonRefused as exc:
+        raise ApiError(400 if exc.field is None else 422, str(exc), field=exc.field) from None
     if not isinstance(body, dict):
         raise ApiError(400, f"the request body must be a JSON object, not {type(body).__name__}")
     return raw, body
 
 
 async def idempotent_post(
-    request: web.Request, work: Callable[[Core, dict[str, Any]], Awaitable[web.Response]]
+    request: web.Request, work: Callable[[Core, dict[str, Any]], Awaitable[Answer]]
 ) -> web.Response:
     """Run ``work`` on the request's JSON object once per Idempotency-Key (a replay or a
     conflict is answered from the record instead)."""
     core = request.app[CORE]
     raw, body = await read_object(request)
 
-    async def once() -> web.Response:
+    async def once() -> Answer:
         return await work(core, body)
 
     return await core.idempotency.handle(request, credential(request), raw, once)

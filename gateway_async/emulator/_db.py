@@ -2,14 +2,16 @@
 
 With a data directory the file is ``state.sqlite3`` and survives restarts; without one the
 same code runs on ``:memory:``, so there is a single code path. Writes are single
-autocommitted statements in WAL mode without fsync: cheap enough to do inline.
+autocommitted statements in WAL mode without fsync: cheap enough to do inline; a
+:meth:`Db.transaction` groups the writes that must land together (a charge and its reply).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,17 @@ class Db:
     def delete(self, table: str, key: str) -> None:
         """Remove one record if present."""
         self._conn.execute(f"DELETE FROM {table} WHERE k = ?", (key,))
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make the writes inside one atomic step: all of them land, or none."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     def load(self, table: str) -> dict[str, dict[str, Any]]:
         """Every record of a table, in insertion order."""

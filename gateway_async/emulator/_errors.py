@@ -2,7 +2,9 @@
 
 Every non-2xx answer under ``/api/`` is ``{"error": {"code", "message", "details"}}`` with
 the contract's status/code pairs; ``details.field`` names the offending field when there
-is one, and the message says how to fix it.
+is one, and the message says how to fix it. Message and field are made encodable (a lone
+surrogate echoed from the request becomes a ``\\udXXX`` escape), so building an error
+can never fail in turn.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from ._wire import dumps
+from ._wire import dumps, printable
 
 CODES: Mapping[int, str] = {
     400: "bad_request",
@@ -46,8 +48,8 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.code = CODES.get(status, "internal_error")
-        self.message = message
-        self.field = field
+        self.message = printable(message)
+        self.field = None if field is None else printable(field)
         self.headers = dict(headers or {})
 
     def envelope(self) -> dict[str, object]:

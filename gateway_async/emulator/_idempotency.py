@@ -4,6 +4,11 @@ A record is keyed by (credential, method, path, key) and remembers the hash of t
 canonical JSON body with the first 2xx response, for 24 hours. Error responses are not
 remembered: a retry after a 4xx/5xx re-evaluates the request. A per-record lock makes
 two concurrent identical requests execute once: the second waits, then replays.
+
+Handlers return an :class:`Answer`: the response plus the run's charge, if any. The charge
+and the stored reply are committed together (:meth:`State.settle`) only once the response
+exists, so a request that fails on the way is neither charged nor remembered, and its
+retry executes once and is charged once.
 """
 
 from __future__ import annotations
@@ -13,17 +18,27 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
 
 from aiohttp import web
 
 from ._errors import JSON_TYPE, ApiError
-from ._state import Clock, Replay, State
+from ._state import Clock, Replay, State, Usage
 from ._stats import EmulatorStats
 from ._wire import canonical
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 RETENTION = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A handler's complete response and the charge to settle with it (None: free)."""
+
+    response: web.Response
+    charge: Usage | None = None
 
 
 def check_key(key: str) -> None:
@@ -73,12 +88,12 @@ class Idempotency:
         request: web.Request,
         credential: str,
         raw: bytes,
-        handler: Callable[[], Awaitable[web.Response]],
+        handler: Callable[[], Awaitable[Answer]],
     ) -> web.Response:
         """Run ``handler`` once per key and body; replay its 2xx answer afterwards."""
         key = request.headers.get(HEADER)
         if key is None:
-            return await handler()
+            return self._settle(await handler(), None, None)
         check_key(key)
         parts = canonical([credential, request.method, request.path, key])
         record_key = hashlib.sha256(parts.encode()).hexdigest()
@@ -87,13 +102,26 @@ class Idempotency:
             replay = self._lookup(record_key)
             if replay is not None:
                 return self._replay(replay, digest)
-            response = await handler()
-            if 200 <= response.status < 300 and isinstance(response.body, bytes):
-                body = response.body.decode()
-                self._state.save_replay(
-                    record_key, Replay(digest, response.status, body, self._clock())
-                )
-            return response
+            return self._settle(await handler(), key, (record_key, digest))
+
+    def _settle(
+        self, answer: Answer, key: str | None, record: tuple[str, str] | None
+    ) -> web.Response:
+        """Commit the answer's charge and its replay record in one step, then count it."""
+        response, charge = answer.response, answer.charge
+        replay = None
+        body = response.body
+        if record is not None and 200 <= response.status < 300 and isinstance(body, bytes):
+            stored = Replay(record[1], response.status, body.decode(), self._clock())
+            replay = (record[0], stored)
+        self._state.settle(charge, replay)
+        if charge is not None:
+            self._stats.executions += 1
+            self._stats.charges += 1
+            self._stats.charged_total += Decimal(charge.credits)
+            if key is not None:
+                self._stats.executions_by_idempotency_key[key] += 1
+        return response
 
     def _lookup(self, record_key: str) -> Replay | None:
         replay = self._state.replays.get(record_key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from ._core import CORE
@@ -10,12 +12,14 @@ from ._models import decode_cursor, encode_cursor
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
+_LIMIT = re.compile(r"[0-9]{1,3}", re.ASCII)
 
 
 def _limit(raw: str | None) -> int:
+    """1..100 in plain ASCII digits (``str.isdigit`` also admits ``"²"``, which int() refuses)."""
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
         raise invalid("limit", f"limit must be an integer from 1 to {MAX_LIMIT}, got {raw!r}")
     return int(raw)
 

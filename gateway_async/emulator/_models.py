@@ -8,8 +8,7 @@ fields are marked in ``input_schema`` with ``"format": "media_ref"``. A model ma
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -22,6 +21,8 @@ ENGINES = ("echo", "text", "image")
 VECTOR_MODES = ("index", "search")
 DEFAULT_PRICE = "0.0010"
 DEFAULT_RELEASE = "2026-11-01"
+CURSOR_PATTERN = "^c[0-9]{1,9}$"
+_CURSOR = re.compile(CURSOR_PATTERN.strip("^$"), re.ASCII)
 
 _EMBED_PARAMS: dict[str, Any] = {
     "type": "object",
@@ -167,17 +168,12 @@ class Catalogue:
 
 
 def encode_cursor(offset: int) -> str:
-    """An opaque pagination cursor."""
-    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
+    """An opaque pagination cursor (``CURSOR_PATTERN`` in the OpenAPI document)."""
+    return f"c{offset}"
 
 
 def decode_cursor(cursor: str) -> int:
     """The offset inside a cursor from :func:`encode_cursor`; 422 for anything else."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, number = text.partition(":")
-        if prefix == "offset" and number.isdigit():
-            return int(number)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise invalid("cursor", "cursor is not a cursor this server issued; pass next_cursor as is")
+    if not _CURSOR.fullmatch(cursor):
+        raise invalid("cursor", "cursor is not a cursor this server issued; pass next_cursor as is")
+    return int(cursor[1:])

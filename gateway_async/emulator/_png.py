@@ -71,12 +71,26 @@ def decode(data: bytes, *, max_pixels: int = 4_000_000) -> Image:
         raise PngError("only 8-bit, non-interlaced RGB or RGBA PNGs are supported")
     if width == 0 or height == 0 or width * height > max_pixels:
         raise PngError(f"image size {width}x{height} is outside the supported range")
+    channels = _CHANNELS[colour]
+    raw = _inflate(idat, (width * channels + 1) * height)
+    return Image(width, height, channels, _unfilter(raw, width, height, channels))
+
+
+def _inflate(idat: bytes, expected: int) -> bytes:
+    """Inflate at most ``expected`` bytes (what the header declares) plus one.
+
+    A few hundred KiB of IDAT can inflate to gigabytes (a "zip bomb"); ``max_length``
+    stops zlib at the declared size, so memory stays at what the header promised, which
+    the pixel cap bounds. More data than declared is refused as a corrupt image.
+    """
+    inflater = zlib.decompressobj()
     try:
-        raw = zlib.decompress(idat)
+        raw = inflater.decompress(idat, expected + 1)
     except zlib.error as exc:
         raise PngError(f"corrupt image data: {exc}") from exc
-    channels = _CHANNELS[colour]
-    return Image(width, height, channels, _unfilter(raw, width, height, channels))
+    if len(raw) > expected or inflater.unconsumed_tail:
+        raise PngError("image data inflates beyond the size its header declares")
+    return raw
 
 
 def _read_chunks(data: bytes) -> tuple[bytes, bytes]:

@@ -2,7 +2,9 @@
 
 Everything lives in memory for fast reads and is written through to :class:`Db` as it
 changes, so an emulator restarted on the same data directory picks up where it left off.
-The emulator serves one workspace; every configured credential shares its wallet.
+The emulator serves one workspace; every configured credential shares its wallet. A run
+reserves its price while it executes (so concurrent runs cannot overdraw the wallet) and
+is charged only in :meth:`State.settle`, in one transaction with its idempotency reply.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class State:
         self.media = _restore(Media, db.load("media"))
         self.usage = list(_restore(Usage, db.load("usage")).values())
         self.replays = _restore(Replay, db.load("idempotency"))
+        self.reserved = Decimal(0)
 
     def set_balance(self, balance: Decimal) -> None:
         """Replace the wallet balance."""
@@ -99,18 +102,39 @@ class State:
         self.updated_at = self._clock()
         self._db.put("meta", "wallet", {"balance": str(balance), "updated_at": self.updated_at})
 
-    def charge(self, run_id: str, model: str, price: Decimal) -> None:
-        """Debit the wallet and record the usage of one run."""
-        self.set_balance(self.balance - price)
-        usage = Usage(run_id, model, str(price), self.updated_at)
-        self.usage.append(usage)
-        self._db.put("usage", run_id, dataclasses.asdict(usage))
+    @property
+    def available(self) -> Decimal:
+        """The balance minus what runs under way have reserved."""
+        return self.balance - self.reserved
 
-    def refund(self, run_id: str, price: Decimal) -> None:
-        """Undo :meth:`charge` for a run that could not execute."""
-        self.set_balance(self.balance + price)
-        self.usage = [u for u in self.usage if u.run_id != run_id]
-        self._db.delete("usage", run_id)
+    def reserve(self, price: Decimal) -> None:
+        """Set ``price`` aside for a run under way (nothing is charged or stored yet)."""
+        self.reserved += price
+
+    def release(self, price: Decimal) -> None:
+        """Give back a reservation whose run produced no answer."""
+        self.reserved -= price
+
+    def settle(self, usage: Usage | None, replay: tuple[str, Replay] | None) -> None:
+        """Charge a run (turning its reservation into usage) together with the reply stored
+        for its idempotency key, in one transaction: both are durable, or neither is."""
+        price = Decimal(0) if usage is None else Decimal(usage.credits)
+        balance = self.balance - price
+        try:
+            with self._db.transaction():
+                if usage is not None:
+                    wallet = {"balance": str(balance), "updated_at": usage.at}
+                    self._db.put("meta", "wallet", wallet)
+                    self._db.put("usage", usage.run_id, dataclasses.asdict(usage))
+                if replay is not None:
+                    self._db.put("idempotency", replay[0], dataclasses.asdict(replay[1]))
+        finally:
+            self.reserved -= price
+        if usage is not None:
+            self.balance, self.updated_at = balance, usage.at
+            self.usage.append(usage)
+        if replay is not None:
+            self.replays[replay[0]] = replay[1]
 
     def save_upload(self, upload: Upload) -> None:
         """Store or update an upload."""
@@ -121,11 +145,6 @@ class State:
         """Store a completed media object."""
         self.media[media.media_ref] = media
         self._db.put("media", media.media_ref, dataclasses.asdict(media))
-
-    def save_replay(self, key: str, replay: Replay) -> None:
-        """Remember a response for an idempotency key."""
-        self.replays[key] = replay
-        self._db.put("idempotency", key, dataclasses.asdict(replay))
 
     def forget_replay(self, key: str) -> None:
         """Drop an expired idempotency record."""

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ._core import Core, idempotent_post, refuse_unknown
 from ._errors import ApiError, invalid, json_response
+from ._idempotency import Answer
 from ._signing import signed_query
 from ._state import Media, Upload
 from ._wire import new_id, rfc3339
@@ -67,7 +68,7 @@ def _check_size(value: object, limit: int) -> int:
     return value
 
 
-async def _init(core: Core, body: dict[str, Any]) -> web.Response:
+async def _init(core: Core, body: dict[str, Any]) -> Answer:
     refuse_unknown(body, _INIT_FIELDS)
     filename = _check_filename(body.get("filename"))
     content_type = body.get("content_type")
@@ -80,19 +81,21 @@ async def _init(core: Core, body: dict[str, Any]) -> web.Response:
     core.stats.uploads_initiated += 1
     path = f"/storage/{upload.upload_id}"
     query = signed_query(core.state.secret, path, expires, size)
-    return json_response(
-        {
-            "upload_id": upload.upload_id,
-            "upload_url": f"{core.storage_url}{path}?{query}",
-            "method": "PUT",
-            "headers": {"Content-Type": content_type},
-            "expires_at": rfc3339(expires),
-        },
-        status=201,
+    return Answer(
+        json_response(
+            {
+                "upload_id": upload.upload_id,
+                "upload_url": f"{core.storage_url}{path}?{query}",
+                "method": "PUT",
+                "headers": {"Content-Type": content_type},
+                "expires_at": rfc3339(expires),
+            },
+            status=201,
+        )
     )
 
 
-async def _complete(core: Core, body: dict[str, Any]) -> web.Response:
+async def _complete(core: Core, body: dict[str, Any]) -> Answer:
     refuse_unknown(body, _COMPLETE_FIELDS)
     upload_id = body.get("upload_id")
     if not isinstance(upload_id, str) or not upload_id:
@@ -104,7 +107,7 @@ async def _complete(core: Core, body: dict[str, Any]) -> web.Response:
             404, f"no upload {upload_id!r}; start one with upload/init", field="upload_id"
         )
     if upload.media_ref is not None:
-        return _completed_again(core, upload, given)
+        return Answer(_completed_again(core, upload, given))
     if core.clock() > upload.expires_at:
         raise ApiError(
             410,
@@ -121,7 +124,7 @@ async def _complete(core: Core, body: dict[str, Any]) -> web.Response:
     core.state.save_media(media)
     core.state.save_upload(upload)
     core.stats.uploads_completed += 1
-    return json_response(media.public())
+    return Answer(json_response(media.public()))
 
 
 def _check_stored(core: Core, upload: Upload, given: str | None) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ._db import Db
 from ._embed import cosine
+from ._wire import check_value
 
 DEFAULT_COLLECTION = "default"
 Namespace = tuple[str, str, str]  # (model, collection, scope)
@@ -55,7 +56,9 @@ class VectorStore:
         self._sizes[(item.model, item.scope)] += 1
 
     def add(self, item: Item) -> None:
-        """Index one item."""
+        """Index one item whose metadata can be sent back (ValueError otherwise): a value no
+        search could encode would poison its whole scope."""
+        check_value(item.metadata)
         self._insert(item)
         self._db.put("vectors", item.id, dataclasses.asdict(item))
 

@@ -2,17 +2,45 @@
 
 Kept apart from the SDK on purpose: the emulator speaks the contract's raw JSON with its
 own code, so a mistake in the SDK's converter cannot hide on both sides of the wire.
+
+Request JSON is read strictly (:func:`loads`): ``NaN``/``Infinity`` are not JSON, nesting
+is bounded (Python's parser and encoder recurse, so a deep document would otherwise fail
+with a ``RecursionError`` after work was done), and a lone UTF-16 surrogate, which no
+UTF-8 response can carry, is refused naming its field. Whatever is accepted can therefore
+always be echoed back, stored and encoded again.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 CREDITS_QUANTUM = Decimal("0.0001")
+MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EARLIEST = datetime.min.replace(tzinfo=UTC).timestamp()
+LATEST = datetime.max.replace(tzinfo=UTC, microsecond=0).timestamp()
+
+
+class JsonRefused(ValueError):
+    """A request body that is JSON text but not one the emulator accepts.
+
+    ``field`` is the dotted path of the offending value when there is one (a lone
+    surrogate), else None (not JSON, a non-finite number, too deep).
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def new_id(prefix: str) -> str:
@@ -21,19 +49,34 @@ def new_id(prefix: str) -> str:
 
 
 def rfc3339(timestamp: float) -> str:
-    """Format a Unix timestamp as RFC 3339 UTC with whole seconds: ``2026-11-24T12:00:00Z``."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Format a Unix timestamp as RFC 3339 UTC with whole seconds: ``2026-11-24T12:00:00Z``.
+
+    The year always has four digits (``strftime("%Y")`` drops leading zeros on glibc).
+    """
+    moment = _EPOCH + timedelta(seconds=int(timestamp // 1))
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}Z"
 
 
 def parse_rfc3339(text: str) -> float | None:
-    """Parse an RFC 3339 time with an explicit offset to a Unix timestamp; None if invalid."""
+    """Parse an RFC 3339 ``date-time`` to a Unix timestamp; None if it is not one.
+
+    A valid time whose UTC instant falls outside years 1..9999 (``0001-01-01T00:00:00+01:00``)
+    is clamped to the nearest representable instant instead of overflowing; a leap second
+    (``23:59:60``) counts as ``23:59:59``.
+    """
+    if not _RFC3339.fullmatch(text):
+        return None
+    text = text.upper().replace("Z", "+00:00")
+    if text[17:19] == "60":
+        text = f"{text[:17]}59{text[19:]}"
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    if parsed.tzinfo is None or "T" not in text.upper():
-        return None
-    return parsed.timestamp()
+    offset = parsed.utcoffset() or timedelta()
+    naive = parsed.replace(tzinfo=None)
+    seconds = (naive - datetime(1970, 1, 1)).total_seconds() - offset.total_seconds()
+    return min(max(seconds, EARLIEST), LATEST)
 
 
 def credits(amount: Decimal) -> str:
@@ -41,11 +84,63 @@ def credits(amount: Decimal) -> str:
     return str(amount.quantize(CREDITS_QUANTUM))
 
 
+def printable(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udXXX`` escapes, so it can be encoded."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def dumps(value: Any) -> str:
     """Compact JSON, as the emulator sends it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def canonical(value: Any) -> str:
     """Key-sorted compact JSON: equal documents give equal text (for idempotency hashes)."""
     return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def _no_constant(name: str) -> Any:
+    raise JsonRefused(f"{name} is not a JSON number; send a finite number or null")
+
+
+def loads(raw: bytes) -> Any:
+    """Parse a request body strictly (see the module docstring); :class:`JsonRefused` if not."""
+    try:
+        value = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise JsonRefused(f"the JSON is nested more than {MAX_DEPTH} levels deep") from None
+    except JsonRefused:
+        raise
+    except ValueError:
+        raise JsonRefused("the request body is not valid JSON (UTF-8)") from None
+    check_value(value)
+    return value
+
+
+def check_value(value: Any) -> None:
+    """Refuse a decoded value that is too deep or holds a lone surrogate (JsonRefused)."""
+    for path, depth, item in _walk(value):
+        if depth > MAX_DEPTH:
+            raise JsonRefused(f"the JSON is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(item, str) and _SURROGATE.search(item):
+            where = path or "the body"
+            raise JsonRefused(
+                f"{printable(where)} holds a lone UTF-16 surrogate, which is not Unicode text; "
+                "send valid UTF-8",
+                field=printable(path) if path else None,
+            )
+
+
+def _walk(value: Any) -> Iterator[tuple[str, int, Any]]:
+    """Every (dotted path, depth, value) of a JSON document, keys included, without recursion."""
+    stack: list[tuple[str, int, Any]] = [("", 0, value)]
+    while stack:
+        path, depth, item = stack.pop()
+        yield path, depth, item
+        if isinstance(item, dict):
+            for key, child in item.items():
+                inner = f"{path}.{key}" if path else key
+                yield inner, depth + 1, key
+                stack.append((inner, depth + 1, child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", depth + 1, child) for i, child in enumerate(item))

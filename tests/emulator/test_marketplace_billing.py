@@ -140,9 +140,22 @@ async def test_usage_summary_by_model_and_window(api: Api, clock: FakeClock) -> 
         ({"start": "yesterday"}, "start"),
         ({"end": "2026-11-18"}, "end"),
         ({"start": "2026-11-18T10:00:00"}, "start"),
-        ({"start": "2026-11-19T00:00:00Z", "end": "2026-11-18T00:00:00Z"}, "start"),
+        ({"start": "2026-11-18 10:00:00Z"}, "start"),
+        ({"start": "2026-W47-3T10:00:00Z"}, "start"),
     ],
 )
 async def test_usage_summary_bad_dates(api: Api, params: dict[str, str], field: str) -> None:
     reply = await api.get("/api/billing/usage/summary", params=params)
     assert (reply.status, reply.body["error"]["details"]) == (422, {"field": field})
+
+
+async def test_start_after_end_is_an_empty_window(api: Api) -> None:
+    """Every pair the schema allows is answered: a window that ends before it starts is empty."""
+    await api.run(model="demo-echo", input={})
+    window = {"start": "2026-11-19T00:00:00Z", "end": "2026-11-18T00:00:00Z"}
+    summary = (await api.get("/api/billing/usage/summary", params=window)).body
+    assert (summary["total_runs"], summary["start"], summary["by_model"]) == (
+        0,
+        "2026-11-19T00:00:00Z",
+        [],
+    )
