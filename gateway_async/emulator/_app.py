@@ -39,7 +39,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/billing/usage/summary", usage_summary),
     ("GET", "/api/openapi.json", openapi),
 )
-PUBLIC = frozenset({"GET /api/openapi.json"})
+PUBLIC = frozenset({"/api/openapi.json"})  # paths served without credentials (any method)
 REQUEST_ID = "X-Request-Id"
 LOG = logging.getLogger("gateway_async.emulator")
 
@@ -80,7 +80,7 @@ async def _guarded(core: Core, request: web.Request, handler: Handler) -> web.St
     early = await _before(core, request, decision)
     if early is not None:
         return early
-    if route not in PUBLIC:
+    if route.partition(" ")[2] not in PUBLIC:  # a wrong method there is 405, not 401
         request[CREDENTIAL] = who = core.auth.credential(request)
         _rate_limit(core, who)
     response = await handler(request)

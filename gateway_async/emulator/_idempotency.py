@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from ._wire import canonical
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 RETENTION = 24 * 3600.0
+KEY_PATTERN = "^[!-~]([ -~]{0,253}[!-~])?$"  # also in the OpenAPI document
+_KEY = re.compile(KEY_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,9 @@ class Answer:
 
 
 def check_key(key: str) -> None:
-    """Refuse a key that is not 1..255 printable ASCII characters (422)."""
-    if not 1 <= len(key) <= 255 or not all(" " <= ch <= "~" for ch in key):
+    """Refuse a key that is not 1..255 printable ASCII characters (422). HTTP trims a
+    header's outer spaces, so the pattern asks for a visible first and last character."""
+    if not _KEY.fullmatch(key):
         raise ApiError(
             422,
             f"the {HEADER} header must be 1 to 255 printable ASCII characters",

@@ -96,7 +96,7 @@ async def _execute(core: Core, spec: RunSpec) -> Outcome:
         return _index(spec, vector)
     if spec.mode == "search":
         namespace = (spec.model.slug, DEFAULT_COLLECTION, spec.scope or "")
-        top_k = spec.params.get("top_k", 10)
+        top_k = int(spec.params.get("top_k", 10))  # 5.0 is a valid integer too
         return Outcome({"matches": core.vectors.search(namespace, vector, top_k)})
     return Outcome({"embedding": vector})
 

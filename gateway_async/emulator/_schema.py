@@ -29,6 +29,8 @@ _TYPES: Mapping[str, tuple[type, ...]] = {
 def _has_type(kind: str, value: object) -> bool:
     if kind in ("integer", "number") and isinstance(value, bool):
         return False
+    if kind == "integer" and isinstance(value, float):
+        return value.is_integer()  # JSON Schema: 5.0 is an integer
     return isinstance(value, _TYPES.get(kind, (object,)))
 
 

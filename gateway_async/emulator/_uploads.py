@@ -22,8 +22,14 @@ from ._signing import signed_query
 from ._state import Media, Upload
 from ._wire import new_id, rfc3339
 
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_CONTENT_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+(\s*;.*)?")
+# Patterns shared with the OpenAPI document (ECMA-262 and Python agree on these).
+SHA256_PATTERN = "^[0-9a-fA-F]{64}$"
+CONTENT_TYPE_PATTERN = r"^[A-Za-z0-9_.+-]+/[A-Za-z0-9_.+-]+([ \t]*;[ -~]*)?$"
+FILENAME_PATTERN = r"^[^/\\\x00-\x1f\x7f]+$"
+MAX_FILENAME = 255
+_SHA256 = re.compile(SHA256_PATTERN)
+_CONTENT_TYPE = re.compile(CONTENT_TYPE_PATTERN)
+_FILENAME = re.compile(FILENAME_PATTERN)
 _INIT_FIELDS = ("filename", "content_type", "size", "sha256")
 _COMPLETE_FIELDS = ("upload_id", "sha256")
 
@@ -48,9 +54,9 @@ def _sha256(body: dict[str, Any]) -> str | None:
 
 
 def _check_filename(value: object) -> str:
-    if not isinstance(value, str) or not value or len(value) > 255:
+    if not isinstance(value, str) or not value or len(value) > MAX_FILENAME:
         raise invalid("filename", "filename is required: a non-empty string of at most 255 chars")
-    if any(ch in "/\\" or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if not _FILENAME.fullmatch(value):
         raise invalid(
             "filename",
             "filename must be a bare name, without path separators or control characters",
@@ -59,6 +65,8 @@ def _check_filename(value: object) -> str:
 
 
 def _check_size(value: object, limit: int) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one number type: 5.0 is the integer 5
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise invalid("size", "size is required: the file's length in bytes, an integer >= 0")
     if value > limit:

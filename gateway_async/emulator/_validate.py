@@ -18,7 +18,8 @@ from ._schema import MediaCheck, check
 FIELDS = ("model", "mode", "scope", "input", "params", "options")
 ROUTING_FIELDS = ("resources", "alias", "collection", "namespace")
 OPTIONS = ("timeout_s",)
-SCOPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SCOPE_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # also in the OpenAPI document
+SCOPE = re.compile(SCOPE_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def validate_run(body: dict[str, Any], catalogue: Catalogue, media: MediaCheck) 
     """Check ``body`` against every rule; return what the engine needs."""
     _check_fields(body)
     slug, mode, scope = body["model"], body.get("mode"), body.get("scope")
-    mode = "execute" if mode is None else mode
+    mode = "execute" if mode is None else mode  # null means "not given" for optional fields
     params, options = body.get("params") or {}, body.get("options") or {}
     _check_scope(scope)
     _check_options(options)

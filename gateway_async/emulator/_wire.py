@@ -51,9 +51,10 @@ def new_id(prefix: str) -> str:
 def rfc3339(timestamp: float) -> str:
     """Format a Unix timestamp as RFC 3339 UTC with whole seconds: ``2026-11-24T12:00:00Z``.
 
-    The year always has four digits (``strftime("%Y")`` drops leading zeros on glibc).
+    The year always has four digits (``strftime("%Y")`` drops leading zeros on glibc), and
+    instants outside years 1..9999 are clamped to them.
     """
-    moment = _EPOCH + timedelta(seconds=int(timestamp // 1))
+    moment = _EPOCH + timedelta(seconds=int(min(max(timestamp, EARLIEST), LATEST) // 1))
     return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}Z"
 
 

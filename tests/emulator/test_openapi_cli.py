@@ -34,9 +34,10 @@ async def test_openapi_matches_the_routes(api: Api, emu: Emulator) -> None:
     for ops in document["paths"].values():
         for op in ops.values():
             for response in op["responses"].values():
+                assert "X-Request-Id" in response["headers"]
                 for media in response.get("content", {}).values():
-                    name = media["schema"]["$ref"].rsplit("/", 1)[1]
-                    assert name in document["components"]["schemas"]
+                    ref = media["schema"].get("$ref", "#/components/schemas/Error")
+                    assert ref.rsplit("/", 1)[1] in document["components"]["schemas"]
 
 
 async def _start_cli(*args: str) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
