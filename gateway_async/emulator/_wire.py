@@ -13,6 +13,7 @@ always be echoed back, stored and encoded again.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 from collections.abc import Iterator
@@ -119,10 +120,13 @@ def loads(raw: bytes) -> Any:
 
 
 def check_value(value: Any) -> None:
-    """Refuse a decoded value that is too deep or holds a lone surrogate (JsonRefused)."""
+    """Refuse a decoded value that is too deep, holds a number that overflows a double or
+    a lone surrogate (JsonRefused)."""
     for path, depth, item in _walk(value):
         if depth > MAX_DEPTH:
             raise JsonRefused(f"the JSON is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(item, float) and not math.isfinite(item):  # 1e400 parses as inf
+            raise JsonRefused(f"{printable(path) or 'a number'} is too large for a JSON number")
         if isinstance(item, str) and _SURROGATE.search(item):
             where = path or "the body"
             raise JsonRefused(
