@@ -156,6 +156,10 @@ class Catalogue:
                 raise ValueError(f"duplicate model slug {model.slug!r}")
             self._models[model.slug] = model
 
+    def models(self) -> tuple[ModelSpec, ...]:
+        """Every model, in marketplace order."""
+        return tuple(self._models.values())
+
     def get(self, slug: str) -> ModelSpec | None:
         """The model with this slug, if any."""
         return self._models.get(slug)

@@ -77,6 +77,11 @@ def _obj(required: list[str], **props: Any) -> Schema:
     }
 
 
+def _closed(**props: Any) -> Schema:
+    """A closed object whose properties are all required."""
+    return _obj(list(props), **props)
+
+
 def _header(schema: Schema, description: str, *, required: bool = True) -> Schema:
     return {"description": description, "required": required, "schema": schema}
 
@@ -112,7 +117,7 @@ def _run_variant(model: ModelSpec, modes: list[str], *, vector: bool) -> Schema:
 def run_request(core: Core) -> Schema:
     """``POST /api/runs`` bodies this emulator accepts, one variant per model and kind of mode."""
     variants = []
-    for model in core.catalogue.page("", 0, 1 << 30)[0]:
+    for model in core.catalogue.models():
         plain = [m for m in model.modes if m not in model.vector_modes]
         vector = [m for m in model.modes if m in model.vector_modes]
         variants += [_run_variant(model, plain, vector=False)] if plain else []
@@ -135,30 +140,27 @@ def schemas(core: Core) -> Schema:
         "release": _STR,
     }
     details = {"type": "object", "properties": {"field": _STR}, "additionalProperties": False}
-    envelope = _obj(
-        ["code", "message", "details"],
+    envelope = _closed(
         code={"enum": sorted(set(CODES.values()))},
         message=_STR,
         details=details,
     )
     return {
-        "Error": _obj(["error"], error=envelope),
+        "Error": _closed(error=envelope),
         "RunRequest": run_request(core),
-        "Run": _obj(
-            ["id", "model", "mode", "scope", "status", "output", "error", "usage", "created_at"],
+        "Run": _closed(
             id={"type": "string", "pattern": "^run_[0-9a-f]{24}$"},
             model=_STR,
             mode=_STR,
             scope=_nullable(_SCOPE),
             status={"enum": ["succeeded", "failed"]},
             output={},
-            error=_nullable(_obj(["code", "message"], code=_STR, message=_STR)),
-            usage=_obj(["credits", "duration_ms"], credits=_CREDITS, duration_ms=_COUNT),
+            error=_nullable(_closed(code=_STR, message=_STR)),
+            usage=_closed(credits=_CREDITS, duration_ms=_COUNT),
             created_at=_TIME,
         ),
-        "Model": _obj(list(model_fields), **model_fields),
-        "ModelPage": _obj(
-            ["data", "next_cursor"],
+        "Model": _closed(**model_fields),
+        "ModelPage": _closed(
             data={"type": "array", "items": _ref("Model")},
             next_cursor=_nullable({"type": "string", "pattern": CURSOR_PATTERN}),
         ),
@@ -174,8 +176,7 @@ def schemas(core: Core) -> Schema:
             size={"type": "integer", "minimum": 0, "maximum": core.settings.max_upload_size},
             sha256=_nullable(_SHA256),
         ),
-        "UploadTicket": _obj(
-            ["upload_id", "upload_url", "method", "headers", "expires_at"],
+        "UploadTicket": _closed(
             upload_id=_STR,
             upload_url={"type": "string", "format": "uri"},
             method={"const": "PUT"},
@@ -185,32 +186,27 @@ def schemas(core: Core) -> Schema:
         "UploadComplete": _obj(
             ["upload_id"], upload_id={"type": "string", "minLength": 1}, sha256=_nullable(_SHA256)
         ),
-        "Media": _obj(
-            ["media_ref", "size", "content_type", "sha256", "filename"],
+        "Media": _closed(
             media_ref=_STR,
             size=_COUNT,
             content_type=_STR,
             sha256=_SHA256,
             filename=_STR,
         ),
-        "Wallet": _obj(
-            ["workspace_id", "balance", "currency", "updated_at"],
+        "Wallet": _closed(
             workspace_id=_STR,
             balance=_CREDITS,
             currency={"const": "credits"},
             updated_at=_TIME,
         ),
-        "UsageSummary": _obj(
-            ["start", "end", "total_runs", "total_credits", "by_model"],
+        "UsageSummary": _closed(
             start=_TIME,
             end=_TIME,
             total_runs=_COUNT,
             total_credits=_CREDITS,
             by_model={
                 "type": "array",
-                "items": _obj(
-                    ["model", "runs", "credits"], model=_STR, runs=_COUNT, credits=_CREDITS
-                ),
+                "items": _closed(model=_STR, runs=_COUNT, credits=_CREDITS),
             },
         ),
     }
