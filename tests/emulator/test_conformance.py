@@ -6,9 +6,11 @@ key; any failed check, or any error inside the engine, fails the test. The engin
 a worker thread (it sends blocking ``requests`` calls) while the emulator serves on this
 test's event loop.
 
-One setting differs from schemathesis's defaults: ``negative_data_rejection`` also expects
+Two settings differ from schemathesis's defaults: ``max_response_time`` gets a limit
+(20 s; the check is off without one), and ``negative_data_rejection`` also expects
 ``413``, because the contract answers an upload whose declared ``size`` is above the
-limit (a ``maximum`` in the document) with ``413 payload_too_large``, not 400/422.
+limit (a ``maximum`` in the document) with ``413 payload_too_large``, not 400/422. A
+``media_ref`` strategy makes generated runs of the image model name real uploads.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -32,15 +35,39 @@ from gateway_async.emulator._png import encode
 from .conftest import Api
 
 SEED = 20261201
+ALL_CHECKS = {  # every check schemathesis 4 has for OpenAPI
+    "allow_header_conformance",
+    "content_type_conformance",
+    "ensure_resource_availability",
+    "ignored_auth",
+    "max_response_time",
+    "missing_required_header",
+    "negative_data_rejection",
+    "not_a_server_error",
+    "object_level_authorization",
+    "positive_data_acceptance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "status_code_conformance",
+    "unsupported_method",
+    "use_after_free",
+}
+SLOWEST = 20.0  # seconds: max_response_time needs a limit; generous for a loaded CI box
 # (X-API-Key header or None, max examples per operation and phase)
 RUNS = {"valid key": (DEFAULT_API_KEY, 30), "wrong key": ("gw_wrong_key", 6), "no key": (None, 6)}
 
 
-def fuzz(
-    document: dict[str, Any], base_url: str, key: str | None, examples: int
-) -> tuple[int, list[str]]:
-    """Run every schemathesis phase and check: the number of requests sent, and one entry
-    per failed check or engine error."""
+@dataclass
+class Outcome:
+    """What one schemathesis run did: requests sent, checks that ran, what failed."""
+
+    cases: int = 0
+    checks: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+
+def fuzz(document: dict[str, Any], base_url: str, key: str | None, examples: int) -> Outcome:
+    """Run every schemathesis phase and check against ``base_url``."""
     config = SchemathesisConfig.from_dict(
         {
             "seed": SEED,
@@ -49,6 +76,7 @@ def fuzz(
             "generation": {"max-examples": examples, "database": "none"},
             "checks": {
                 "enabled": True,
+                "max_response_time": SLOWEST,
                 "negative_data_rejection": {
                     "expected-statuses": [*NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES, "413"]
                 },
@@ -56,16 +84,17 @@ def fuzz(
         }
     )
     schema = schemathesis.openapi.from_dict(document, config=config)
-    cases, problems = 0, []
+    outcome = Outcome()
     for event in schemathesis.engine.from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished):
-            cases += len(event.recorder.cases)
-            problems += _failed_checks(event)
+            outcome.cases += len(event.recorder.cases)
+            outcome.checks.update(c.name for cs in event.recorder.checks.values() for c in cs)
+            outcome.problems += _failed_checks(event)
         elif isinstance(event, events.NonFatalError | events.FatalError):
-            problems.append(f"engine error: {event!r}")
-        elif isinstance(event, events.EngineFinished):
-            problems += [] if event.stop_reason == "completed" else [str(event.stop_reason)]
-    return cases, problems
+            outcome.problems.append(f"engine error: {event!r}")
+        elif isinstance(event, events.EngineFinished) and event.stop_reason != "completed":
+            outcome.problems.append(f"stopped: {event.stop_reason}")
+    return outcome
 
 
 def _failed_checks(event: events.ScenarioFinished) -> list[str]:
@@ -96,6 +125,7 @@ async def test_schemathesis_finds_no_failure(api: Api, emu: Emulator, run: str) 
     refs = [await api.upload(image, "image/png"), await api.upload(b"not an image")]
     document = (await api.get("/api/openapi.json")).body
     with media_refs(refs):
-        cases, problems = await asyncio.to_thread(fuzz, document, emu.base_url, key, examples)
-    assert problems == [], "\n\n".join(problems)
-    assert cases >= 100 * len(document["paths"]) // 8  # it really ran: hundreds of requests
+        outcome = await asyncio.to_thread(fuzz, document, emu.base_url, key, examples)
+    assert outcome.problems == [], "\n\n".join(outcome.problems)
+    assert outcome.cases >= 500  # it really ran: hundreds of requests
+    assert outcome.checks == ALL_CHECKS, sorted(outcome.checks)
