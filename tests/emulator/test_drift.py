@@ -4,7 +4,8 @@ The emulator and the SDK are written independently on purpose, so nothing but a 
 them on the same contract. For each response body, every field the schema requires exists
 in the SDK model with a compatible type, and every field the SDK cannot do without is
 required by the schema. For the run request, every field the SDK sends is in the schema
-with a compatible type, and every field the schema requires is one the SDK must be given.
+with a compatible type, and every field the schema requires is one the SDK must be given;
+and the bodies the SDK really sends to a live emulator validate against the schemas.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from decimal import Decimal
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import attrs
+import jsonschema_rs  # schemathesis's validator
 import pytest
+from aiohttp import web
 
 from gateway_async import models
+from gateway_async.emulator import Emulator
+from gateway_async.emulator import _core as core_module
 from gateway_async.emulator._models import Catalogue
 from gateway_async.emulator._openapi import document
+from gateway_async.emulator._png import encode
 
 ANY = frozenset({"string", "integer", "number", "boolean", "object", "array", "null"})
 _SCALARS: dict[object, frozenset[str]] = {
@@ -172,3 +178,39 @@ def test_the_check_sees_drift(schemas: Schemas) -> None:
         "Wallet.balance: the schema allows "
         "['array', 'boolean', 'integer', 'null', 'number', 'object'], the SDK does not",
     ]
+
+
+async def test_the_sdks_requests_validate_against_the_document(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the SDK really sends (runs, upload init and complete) is valid for the schema."""
+    seen: list[tuple[str, Any]] = []
+    read_object = core_module.read_object
+
+    async def recording(request: web.Request) -> tuple[bytes, dict[str, Any]]:
+        raw, body = await read_object(request)
+        seen.append((request.path, body))
+        return raw, body
+
+    monkeypatch.setattr(core_module, "read_object", recording)
+    async with emu.client() as gw:
+        image = await gw.media.upload(encode(2, 2, bytes(12)), filename="a.png")
+        await gw.runs.create(
+            model="demo-image-embed",
+            mode="index",
+            scope="s",
+            input={"image": image},
+            params={"metadata": {"k": "v"}},
+            options={"timeout_s": 5},
+        )
+        await gw.runs.create(model="demo-echo", input={"a": [1, None]})
+    components = document(emu.core)["components"]
+    names = {
+        "/api/runs": "RunRequest",
+        "/api/media/upload/init": "UploadInit",
+        "/api/media/upload/complete": "UploadComplete",
+    }
+    assert {path for path, _ in seen} == set(names)
+    for path, body in seen:
+        schema = {"$ref": f"#/components/schemas/{names[path]}", "components": components}
+        assert jsonschema_rs.validator_for(schema).is_valid(body), (path, body)
