@@ -38,10 +38,12 @@ _KEY = re.compile(KEY_PATTERN)
 
 @dataclass(frozen=True)
 class Answer:
-    """A handler's complete response and the charge to settle with it (None: free)."""
+    """A handler's complete response, the charge to settle with it (None: free) and the
+    writes that must land with that charge."""
 
     response: web.Response
     charge: Usage | None = None
+    effect: Callable[[], None] | None = None  # writes that land only with the charge
 
 
 def check_key(key: str) -> None:
@@ -118,7 +120,7 @@ class Idempotency:
         if record is not None and 200 <= response.status < 300 and isinstance(body, bytes):
             stored = Replay(record[1], response.status, body.decode(), self._clock())
             replay = (record[0], stored)
-        self._state.settle(charge, replay)
+        self._state.settle(charge, replay, answer.effect)
         if charge is not None:
             self._stats.executions += 1
             self._stats.charges += 1

@@ -3,7 +3,8 @@
 Bad input is refused (400/422/404) before anything happens. The price is reserved while
 the engine runs (so concurrent runs cannot overdraw the wallet) and charged only when the
 response exists, together with its idempotency record (see ``_idempotency``); if the
-engine or the response fails, the reservation is released and nothing is stored. A run
+engine or the response fails, the reservation is released and nothing is stored (an
+``index`` run's item is written in the same transaction as its charge). A run
 whose model reports a failure (``demo-echo`` with ``params.fail``) is charged: it executed.
 """
 
@@ -27,7 +28,7 @@ from ._wire import credits, new_id, rfc3339
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the engine produced; ``item`` is indexed only once the answer is built."""
+    """What the engine produced; ``item`` is indexed only with the charge, in one step."""
 
     output: Any
     error: dict[str, str] | None = None
@@ -59,9 +60,9 @@ async def _run(core: Core, request: web.Request, body: dict[str, Any]) -> Answer
     except BaseException:
         core.state.release(model.price)
         raise
-    if outcome.item is not None:
-        core.vectors.add(outcome.item)
-    return Answer(response, Usage(run_id, model.slug, str(model.price), created))
+    item = outcome.item
+    effect = None if item is None else lambda: core.vectors.add(item)
+    return Answer(response, Usage(run_id, model.slug, str(model.price), created), effect)
 
 
 def _body(

@@ -115,9 +115,15 @@ class State:
         """Give back a reservation whose run produced no answer."""
         self.reserved -= price
 
-    def settle(self, usage: Usage | None, replay: tuple[str, Replay] | None) -> None:
+    def settle(
+        self,
+        usage: Usage | None,
+        replay: tuple[str, Replay] | None,
+        effect: Callable[[], None] | None = None,
+    ) -> None:
         """Charge a run (turning its reservation into usage) together with the reply stored
-        for its idempotency key, in one transaction: both are durable, or neither is."""
+        for its idempotency key and the run's own writes (``effect``, e.g. an indexed item),
+        in one transaction: all of them are durable, or none is."""
         price = Decimal(0) if usage is None else Decimal(usage.credits)
         balance = self.balance - price
         try:
@@ -128,6 +134,8 @@ class State:
                     self._db.put("usage", usage.run_id, dataclasses.asdict(usage))
                 if replay is not None:
                     self._db.put("idempotency", replay[0], dataclasses.asdict(replay[1]))
+                if effect is not None:
+                    effect()
         finally:
             self.reserved -= price
         if usage is not None:

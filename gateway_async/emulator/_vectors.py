@@ -59,8 +59,8 @@ class VectorStore:
         """Index one item whose metadata can be sent back (ValueError otherwise): a value no
         search could encode would poison its whole scope."""
         check_value(item.metadata)
-        self._insert(item)
         self._db.put("vectors", item.id, dataclasses.asdict(item))
+        self._insert(item)  # after the write: a failed write leaves no trace
 
     def search(self, namespace: Namespace, vector: list[float], top_k: int) -> list[dict[str, Any]]:
         """The ``top_k`` best matches in one namespace, best first (ties by id)."""

@@ -135,25 +135,30 @@ async def test_an_answer_that_cannot_be_built_is_refunded_and_not_stored(
 async def test_the_charge_lands_only_with_the_stored_reply(
     api: Api, emu: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Storing the idempotency reply fails: the charge rolls back with it."""
+    """Storing an index run's item fails: its charge and reply roll back with it; the
+    retry indexes once and is charged once."""
     original = Db.put
 
     def put(self: Db, table: str, key: str, value: Any) -> None:
-        if table == "idempotency":
+        if table == "vectors":
             raise OSError("disk full")
         original(self, table, key, value)
 
     monkeypatch.setattr(Db, "put", put)
-    body = {"model": "demo-echo", "input": {}}
-    reply = await api.post("/api/runs", body, headers={"Idempotency-Key": "k-disk"})
-    assert reply.status == 500
-    monkeypatch.undo()
-    assert (emu.core.state.balance, emu.core.state.available, emu.stats.charges) == (
+    body = {"model": "demo-text-embed", "mode": "index", "scope": "s", "input": {"text": "a"}}
+    headers = {"Idempotency-Key": "k-disk"}
+    assert (await api.post("/api/runs", body, headers=headers)).status == 500
+    state = emu.core.state
+    assert (state.balance, state.available, state.usage, state.replays) == (
         Decimal("100.0000"),
         Decimal("100.0000"),
-        0,
+        [],
+        {},
     )
-    assert emu.core.state.usage == []
+    assert (emu.stats.charges, emu.stats.index_size("demo-text-embed", "s")) == (0, 0)
+    monkeypatch.undo()
+    assert (await api.post("/api/runs", body, headers=headers)).status == 200
+    assert (state.balance, emu.stats.index_size("demo-text-embed", "s")) == (Decimal("99.9990"), 1)
 
 
 async def test_metadata_that_cannot_be_sent_back_does_not_poison_the_scope(
