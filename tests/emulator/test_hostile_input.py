@@ -149,13 +149,14 @@ async def test_the_charge_lands_only_with_the_stored_reply(
     headers = {"Idempotency-Key": "k-disk"}
     assert (await api.post("/api/runs", body, headers=headers)).status == 500
     state = emu.core.state
-    assert (state.balance, state.available, state.usage, state.replays) == (
-        Decimal("100.0000"),
+    assert (state.balance, state.usage, state.replays, emu.stats.charges) == (
         Decimal("100.0000"),
         [],
         {},
+        0,
     )
-    assert (emu.stats.charges, emu.stats.index_size("demo-text-embed", "s")) == (0, 0)
+    assert emu.stats.index_size("demo-text-embed", "s") == 0
+    assert state.available == Decimal("100.0000")  # the reservation is released
     monkeypatch.undo()
     assert (await api.post("/api/runs", body, headers=headers)).status == 200
     assert (state.balance, emu.stats.index_size("demo-text-embed", "s")) == (Decimal("99.9990"), 1)
