@@ -9,6 +9,7 @@ stops new work and the items left are reported as ``NotAttemptedError``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
@@ -34,6 +35,25 @@ def _not_attempted(doom: GatewayError) -> NotAttemptedError:
     )
 
 
+def _as_result(index: int, exc: Exception) -> GatewayError:
+    """Any per-item failure as that item's result: a foreign one is wrapped, never raised."""
+    if isinstance(exc, GatewayError):
+        return exc
+    error = GatewayError(f"item {index} failed: {type(exc).__name__}: {str(exc)[:200]}")
+    error.__cause__ = exc
+    return error
+
+
+def _source_failed(index: int, exc: Exception) -> InvalidRequestError:
+    error = InvalidRequestError(
+        f"requests: the iterable raised {type(exc).__name__} ({str(exc)[:200]}) at item "
+        f"{index}; the items before it were sent, none after it",
+        field="requests",
+    )
+    error.__cause__ = exc
+    return error
+
+
 async def run_batch(
     items: Iterable[T],
     call: Callable[[int, T], Awaitable[R]],
@@ -41,14 +61,40 @@ async def run_batch(
     concurrency: int,
     dooming: tuple[type[GatewayError], ...],
 ) -> list[R | GatewayError]:
-    """Await ``call(index, item)`` for every item, at most ``concurrency`` at once."""
+    """Await ``call(index, item)`` for every item, at most ``concurrency`` at once.
+
+    No exception of an item (nor of ``items`` itself) escapes: each becomes a result, so
+    the runs already executed, and paid for, always reach the caller.
+    """
     check_concurrency(concurrency)
     results: dict[int, R | GatewayError] = {}
     doom: list[GatewayError] = []
-    source = enumerate(items)
+    try:
+        source = iter(items)
+    except TypeError:
+        raise InvalidRequestError(
+            f"requests: {type(items).__name__} is not iterable; pass a list or a generator",
+            field="requests",
+        ) from None
+    counter = itertools.count()
+    ended: list[bool] = []
+
+    def take() -> tuple[int, T] | None:
+        if ended:
+            return None
+        index = next(counter)
+        try:
+            return index, next(source)
+        except StopIteration:
+            ended.append(True)
+        except Exception as exc:
+            ended.append(True)
+            results[index] = _source_failed(index, exc)
+        return None
 
     async def worker() -> None:
-        for index, item in source:
+        while (taken := take()) is not None:
+            index, item = taken
             if doom:
                 results[index] = _not_attempted(doom[0])
                 continue
@@ -57,8 +103,8 @@ async def run_batch(
             except dooming as exc:
                 doom.append(exc)
                 results[index] = exc
-            except GatewayError as exc:
-                results[index] = exc
+            except Exception as exc:
+                results[index] = _as_result(index, exc)
 
     async with asyncio.TaskGroup() as group:
         for _ in range(concurrency):

@@ -121,15 +121,15 @@ def structure(data: Any, cls: type[T], *, request_id: str | None = None) -> T:
 
 
 def _json_default(value: Any) -> Any:
-    """What ``json`` cannot encode itself: MediaRef as its string, Decimal, datetime, tuples."""
+    """What ``json`` cannot encode itself: MediaRef as its string, Decimal, datetime.
+
+    Sets are refused (their order is arbitrary), as ``_validate.check_json_value`` says."""
     if isinstance(value, MediaRef):
         return value.media_ref
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
         return _unstructure_datetime(value)
-    if isinstance(value, set | frozenset):
-        return sorted(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 

@@ -208,7 +208,7 @@ def _envelope(body: bytes) -> tuple[str | None, str | None, Mapping[str, Any] | 
     """Read ``{"error": {code, message, details}}``; anything else gives (None, None, None)."""
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: a body of 100,000 nested "["
         return None, None, None
     err = doc.get("error") if isinstance(doc, dict) else None
     if not isinstance(err, dict):

@@ -14,6 +14,7 @@ import logging
 import os
 import platform
 import time
+import zlib
 from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 from urllib.parse import quote
@@ -40,9 +41,24 @@ from ._logging import logger
 from ._retry import RetryPolicy, parse_retry_after
 from ._version import __version__
 
-__all__ = ["MAX_RESPONSE_BYTES", "Reply", "Transport", "new_idempotency_key", "user_agent"]
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "Reply",
+    "Transport",
+    "describe_foreign",
+    "foreign_error",
+    "new_idempotency_key",
+    "read_body",
+    "redact",
+    "user_agent",
+]
 
 MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
+# The encodings this client inflates itself (counting inflated bytes, see _inflate); it asks
+# for no others, so a server sending br or zstd anyway gets a typed error.
+ACCEPT_ENCODING: Final = "gzip, deflate"
+_WBITS: Final = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 0}
+_READ_CHUNK: Final = 1 << 16
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS: Final = 3
 
@@ -113,7 +129,12 @@ class Transport:
         self._prefix = base_url.raw_path.rstrip("/")
         self._pause_until = 0.0
         self.sleep = asyncio.sleep  # one seam, so tests can observe backoff without waiting
-        base = {"User-Agent": user_agent(), "Accept": "application/json", **credentials.headers()}
+        base = {
+            "User-Agent": user_agent(),
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
+            **credentials.headers(),
+        }
         self._get_headers = base
         self._post_headers = {**base, "Content-Type": "application/json"}
         self._connect_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
@@ -207,7 +228,7 @@ class Transport:
                 **self._post_headers,
                 "Idempotency-Key": idempotency_key or new_idempotency_key(),
             }
-            data = dumps(body if body is not None else {})
+            data = _encode(body)
         deadline = None if timeouts.total is None else loop.time() + timeouts.total
         url = self.url(path)
         retry = 0
@@ -304,23 +325,21 @@ class Transport:
                     params=params,
                     timeout=connect_timeout,
                     allow_redirects=False,
+                    auto_decompress=False,  # inflated here, counted against the cap
                 ) as resp:
                     status, rid = resp.status, resp.headers.get("X-Request-Id")
-                    length = resp.content_length
-                    if length is not None and length <= MAX_RESPONSE_BYTES:
-                        raw = await resp.read()
-                    else:
-                        raw = await _read_limited(resp, rid)
+                    raw = await read_body(resp, rid)
                     if status in _REDIRECTS:
                         url, method, data = self._redirect(resp, url, method, data)
                         continue
                     reply = self._decode(resp, status, raw, rid)
-            except TimeoutError as exc:
-                raise _RetryableError(APITimeoutError(f"{method} {url.path} timed out")) from exc
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                raise _RetryableError(
-                    APIConnectionError(f"{method} {url.path} failed: {type(exc).__name__}: {exc}")
-                ) from exc
+            except (_RetryableError, GatewayError):
+                raise
+            except Exception as exc:
+                error = foreign_error(exc, f"{method} {url.path}")
+                if isinstance(error, APIConnectionError):
+                    raise _RetryableError(error) from exc
+                raise error from exc
             if started:
                 logger.debug(
                     "%s %s -> %d in %.1f ms (request_id=%s)",
@@ -339,8 +358,7 @@ class Transport:
         self, resp: aiohttp.ClientResponse, url: URL, method: str, data: bytes | None
     ) -> tuple[URL, str, bytes | None]:
         """Follow a redirect only within the Gateway's origin: credentials never leave it."""
-        location = resp.headers.get("Location")
-        target = url.join(URL(location)) if location else None
+        target = _location(resp, url)
         if target is None or target.origin() != self._origin:
             where = target.origin() if target is not None and target.host else "nowhere"
             raise APIStatusError(
@@ -360,7 +378,7 @@ class Transport:
         if 200 <= status < 300:
             try:
                 data = json.loads(raw) if raw else None
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: 100,000 nested "["
                 # A cut-off body is a transport fault: retrying is safe (idempotency key).
                 raise _RetryableError(
                     APIResponseValidationError(
@@ -379,26 +397,149 @@ class Transport:
         raise error
 
 
-async def _read_limited(resp: aiohttp.ClientResponse, request_id: str | None) -> bytes:
-    """The whole body, refusing one larger than MAX_RESPONSE_BYTES instead of exhausting RAM."""
+def _encode(body: Any) -> bytes:
+    """The request body as JSON, or InvalidRequestError before any byte is sent."""
+    try:
+        return dumps(body if body is not None else {})
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidRequestError(
+            f"body: cannot be encoded as JSON ({type(exc).__name__}: {str(exc)[:120]}); "
+            "send only str, int, float, bool, None, lists and dicts",
+            field="body",
+        ) from None
+
+
+def _location(resp: aiohttp.ClientResponse, url: URL) -> URL | None:
+    """The redirect's target, or None when there is none or it cannot be parsed."""
+    location = resp.headers.get("Location")
+    if not location:
+        return None
+    try:
+        target = url.join(URL(location))
+        target.origin()
+    except (ValueError, TypeError):
+        return None
+    return target
+
+
+def describe_foreign(exc: BaseException, *, secret: str | None = None) -> str:
+    """A foreign exception as one line, with ``secret`` (a signed URL) cut out of it.
+
+    aiohttp puts the full request URL into many messages (``ClientResponseError``'s str,
+    ``InvalidURL``); a pre-signed URL's query is its credential.
+    """
+    if isinstance(exc, aiohttp.ClientResponseError):
+        text = f"{type(exc).__name__}: {exc.message}"
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return redact(text[:300], secret)
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` without the signed URL ``secret``, its query, or any of its query values."""
+    if not secret:
+        return text
+    try:
+        url = URL(secret, encoded=True)
+        leaks = {secret, str(url), url.raw_query_string, url.query_string}
+        leaks.update(value for pair in url.raw_query_string.split("&") for value in pair.split("="))
+        leaks.update(url.query.values())
+    except (ValueError, TypeError):
+        leaks = {secret}
+    for leak in sorted((x for x in leaks if len(x) >= 6), key=len, reverse=True):
+        text = text.replace(leak, "<redacted>")
+    return text
+
+
+def foreign_error(exc: BaseException, what: str, *, secret: str | None = None) -> GatewayError:
+    """The one place where an exception of aiohttp, json, yarl or zlib becomes ours.
+
+    Timeouts and everything aiohttp raises for a failed exchange (refused, reset, a status
+    line or header it cannot parse) are connection errors, worth retrying under an
+    idempotency key; anything else means the answer itself is unusable.
+    """
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return APITimeoutError(f"{what} timed out")
+    detail = describe_foreign(exc, secret=secret)
+    if isinstance(exc, aiohttp.ClientError):
+        return APIConnectionError(f"{what} failed: {detail}")
+    return APIResponseValidationError(f"{what}: the response could not be read ({detail})")
+
+
+async def read_body(
+    resp: aiohttp.ClientResponse, request_id: str | None, limit: int = MAX_RESPONSE_BYTES
+) -> bytes:
+    """The whole body, inflated, refusing more than ``limit`` bytes instead of exhausting RAM.
+
+    The cap counts inflated bytes: a compressed body's Content-Length says nothing about
+    its size once inflated (a 200 KB gzip body can hold 200 MB).
+    """
+    encoding = resp.headers.get("Content-Encoding", "").strip().lower()
     length = resp.content_length
-    if length is not None and length <= MAX_RESPONSE_BYTES:
-        return await resp.read()
-    if length is not None:
-        raise _too_large(resp.status, request_id)
+    if encoding in ("", "identity"):
+        if length is not None and length <= limit:
+            return await resp.read()
+        return await _read_limited(resp, request_id, limit)
+    if encoding not in _WBITS:
+        raise APIResponseValidationError(
+            f"response with Content-Encoding {encoding[:40]!r} refused: the client asked "
+            f"for {ACCEPT_ENCODING}",
+            status_code=resp.status,
+            request_id=request_id,
+        )
+    return await _inflate(resp, request_id, limit, encoding)
+
+
+async def _inflate(
+    resp: aiohttp.ClientResponse, request_id: str | None, limit: int, encoding: str
+) -> bytes:
+    """Inflate while reading, never producing more than ``limit`` + 1 bytes at any time."""
+    inflater: Any = None
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+        if inflater is None:  # deflate is zlib-wrapped by the RFC, raw by some servers
+            wbits = _WBITS[encoding] or (15 if chunk[:1] == b"\x78" else -15)
+            inflater = zlib.decompressobj(wbits)
+        try:
+            part = inflater.decompress(chunk, limit + 1 - size)
+        except zlib.error as exc:
+            raise APIResponseValidationError(
+                f"HTTP {resp.status} with a {encoding} body that does not inflate ({exc})",
+                status_code=resp.status,
+                request_id=request_id,
+            ) from None
+        size += len(part)
+        if size > limit or inflater.unconsumed_tail:
+            raise _too_large(resp.status, request_id, limit)
+        parts.append(part)
+    return b"".join(parts)
+
+
+async def _read_limited(
+    resp: aiohttp.ClientResponse, request_id: str | None, limit: int = MAX_RESPONSE_BYTES
+) -> bytes:
+    """The whole body, refusing one larger than ``limit`` instead of exhausting RAM."""
+    length = resp.content_length
+    if length is not None and length > limit:
+        raise _too_large(resp.status, request_id, limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in resp.content.iter_chunked(1 << 16):
+    async for chunk in resp.content.iter_chunked(_READ_CHUNK):
         size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise _too_large(resp.status, request_id)
+        if size > limit:
+            raise _too_large(resp.status, request_id, limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _too_large(status: int, request_id: str | None) -> APIResponseValidationError:
+def _too_large(
+    status: int, request_id: str | None, limit: int = MAX_RESPONSE_BYTES
+) -> APIResponseValidationError:
     return APIResponseValidationError(
-        f"response body larger than {MAX_RESPONSE_BYTES} bytes refused",
+        f"response body larger than {limit} bytes refused",
         status_code=status,
         request_id=request_id,
     )

@@ -6,15 +6,19 @@ Gateway would refuse with 422 never leaves the process.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Final
 
 from ._errors import InvalidRequestError
 
 __all__ = [
     "ROUTING_FIELDS",
     "check_idempotency_key",
+    "check_json_value",
     "check_scope",
     "check_top_level_fields",
     "check_upload_filename",
@@ -27,6 +31,11 @@ VECTOR_MODES = frozenset({"index", "search"})
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _RUN_FIELDS = frozenset({"model", "mode", "scope", "input", "params", "options"})
 _ROUTING_FIX = "routing fields are managed by the platform; remove it"
+# Deeper than this is refused: json's encoder recurses (RecursionError near 1,000 levels),
+# and a circular reference would otherwise only show as that same error mid-batch.
+MAX_JSON_DEPTH: Final = 256
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SCALARS: Final = (str, int, float, Decimal, datetime)
 
 
 def _fail(field: str, message: str) -> InvalidRequestError:
@@ -70,6 +79,61 @@ def _check_options(options: Mapping[str, Any] | None) -> None:
         raise _fail(f"options.{name}", _ROUTING_FIX)
 
 
+def check_json_value(value: object, field: str) -> None:
+    """Refuse what the request encoder cannot send, naming the exact path inside ``field``.
+
+    Checked when a request is built, so ``create_many`` never meets a ``TypeError`` halfway
+    through a batch. The walk is iterative: a deep or circular value cannot exhaust the stack.
+    """
+    stack: list[tuple[str, object, int]] = [(field, value, 0)]
+    while stack:
+        path, item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _fail(path, f"nested deeper than {MAX_JSON_DEPTH} levels (a circular reference?)")
+        if isinstance(item, Mapping):
+            stack.extend((f"{path}.{key}", child, depth + 1) for key, child in _items(path, item))
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{path}[{i}]", child, depth + 1) for i, child in enumerate(item))
+        elif item is not None and item is not True and item is not False:
+            _check_scalar(path, item)
+
+
+def _items(path: str, mapping: Mapping[Any, Any]) -> Iterator[tuple[object, object]]:
+    for key, child in mapping.items():
+        if isinstance(key, bool) or not isinstance(key, str | int):
+            raise _fail(path, f"key {key!r:.40} is not a string; JSON object keys are strings")
+        if isinstance(key, str) and _SURROGATE.search(key):
+            raise _fail(f"{path}.{key!a}", "the key holds a lone surrogate; it is not UTF-8")
+        yield key, child
+
+
+def _check_scalar(path: str, item: object) -> None:
+    """A leaf: str, int, finite float or Decimal, aware-or-naive datetime, or a MediaRef."""
+    from .models import MediaRef  # models imports this module; MediaRef is sent as its ref
+
+    if not isinstance(item, (*_SCALARS, MediaRef)):
+        raise _fail(path, _unencodable_fix(item))
+    if isinstance(item, float | Decimal) and not _finite(item):
+        raise _fail(path, f"{item} is not a JSON number; send a finite number or null")
+    if isinstance(item, str) and _SURROGATE.search(item):
+        raise _fail(path, "the string holds a lone surrogate, which is not UTF-8; remove it")
+
+
+def _finite(number: float | Decimal) -> bool:
+    return number.is_finite() if isinstance(number, Decimal) else math.isfinite(number)
+
+
+def _unencodable_fix(item: object) -> str:
+    kind = type(item).__name__
+    if isinstance(item, date):
+        return f"a {kind} cannot be sent as JSON; pass value.isoformat() or a datetime"
+    if isinstance(item, set | frozenset):
+        return f"a {kind} cannot be sent as JSON; pass a list, e.g. sorted(values)"
+    if isinstance(item, bytes | bytearray | memoryview):
+        return f"{kind} cannot be sent as JSON; upload it with gw.media.upload and pass the ref"
+    return f"a {kind} cannot be sent as JSON; use str, int, float, bool, None, list or dict"
+
+
 def check_top_level_fields(body: Mapping[str, Any]) -> None:
     """Refuse ``parameters``, routing fields and unknown fields in a raw run body."""
     if "parameters" in body:
@@ -100,6 +164,8 @@ def validate_run_request(
     _check_object("params", params)
     _check_object("options", options)
     _check_options(options)  # type: ignore[arg-type]
+    for name, value in (("input", input), ("params", params), ("options", options)):
+        check_json_value(value, name)
     if scope is not None:
         check_scope(scope)
     elif mode in VECTOR_MODES:

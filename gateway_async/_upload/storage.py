@@ -11,16 +11,19 @@ takes its place.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Mapping
 from typing import Final
 
 import aiohttp
 from aiohttp import payload
+from aiohttp.abc import AbstractStreamWriter
 from yarl import URL
 
 from .._deadline import DeadlineWatch
 from .._errors import GatewayError, UploadError
 from .._retry import parse_retry_after
+from .._transport import describe_foreign, redact
 from ..models import UploadTicket
 from .files import LocalFiles
 from .payload import StreamingBody
@@ -32,6 +35,12 @@ _RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 _REFUSED_STATUSES: Final = frozenset({403, 410})  # signature expired or refused: init again
 _MAX_ERROR_BODY: Final = 4096
 _NO_TYPE: Final = ("Content-Type",)  # when init names no type, send none (it may be signed)
+_SIOCOUTQ: int | None = None  # TIOCOUTQ on Linux; elsewhere the kernel's queue is not counted
+if sys.platform == "linux":
+    import fcntl
+    import termios
+
+    _SIOCOUTQ = termios.TIOCOUTQ
 
 
 class TicketRefused(Exception):
@@ -49,6 +58,76 @@ class PutOutcome(Exception):
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
+
+
+class _Bytes(payload.BytesPayload):
+    """A whole body in one write, remembering aiohttp's writer for the stall guard."""
+
+    writer: AbstractStreamWriter | None = None
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        self.writer = writer
+        await super().write_with_length(writer, content_length)
+
+
+def _kernel_queue(transport: asyncio.Transport) -> int:
+    """Bytes the kernel still holds for the peer (Linux's SIOCOUTQ); 0 where unknown."""
+    sock = transport.get_extra_info("socket")
+    if _SIOCOUTQ is None or sock is None:
+        return 0
+    try:
+        queued = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return 0
+    return int.from_bytes(queued, sys.byteorder, signed=True)
+
+
+def _delivered(writer: AbstractStreamWriter | None) -> int:
+    """Bytes of the request that left this host: written, minus what is still queued.
+
+    A 1 MiB write returns once it is queued; counting what the queues still hold shows a
+    slow link moving, and a peer that stopped reading standing still.
+    """
+    transport: asyncio.Transport | None = getattr(writer, "transport", None)
+    if writer is None or transport is None:
+        return 0
+    written = int(getattr(writer, "output_size", 0))
+    return written - transport.get_write_buffer_size() - _kernel_queue(transport)
+
+
+class _StallGuard:
+    """Stalled means no byte moved for ``timeout`` seconds, not "a chunk took that long".
+
+    The client's DeadlineWatch cancels the PUT at ``timeout`` after the last progress seen;
+    a check every quarter of ``timeout`` pushes that deadline back whenever bytes moved.
+    """
+
+    def __init__(
+        self,
+        watch: DeadlineWatch,
+        task: asyncio.Task[object],
+        timeout: float,
+        body: _Bytes | StreamingBody,
+    ) -> None:
+        self._watch, self._task, self._timeout, self._body = watch, task, timeout, body
+        self._loop = asyncio.get_running_loop()
+        self._seen = -1
+        self._handle: asyncio.TimerHandle | None = None
+        self._check()
+
+    def _check(self) -> None:
+        moved = _delivered(self._body.writer)
+        if moved != self._seen:
+            self._seen = moved
+            self._watch.watch(self._task, self._loop.time() + self._timeout)
+        self._handle = self._loop.call_later(self._timeout / 4, self._check)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._watch.release(self._task)
 
 
 class Storage:
@@ -89,6 +168,7 @@ class Storage:
                 connector=aiohttp.TCPConnector(limit=self._max_concurrent),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
+                auto_decompress=False,  # an error body is only quoted: never inflate a bomb
             )
         return self._session, self._slots
 
@@ -111,28 +191,22 @@ class Storage:
         session, slots = self._ensure()
         task = asyncio.current_task()
         assert task is not None
-        loop = asyncio.get_running_loop()
         headers = ticket.headers
         has_type = any(k.lower() == "content-type" for k in headers)
         content_type = headers.get("Content-Type", source.content_type)
         small = source.whole  # aiohttp warns about bigger bytes bodies
-        body: payload.Payload
+        body: _Bytes | StreamingBody
         streaming: StreamingBody | None = None
         if small:
             # One write of the whole body: no chunk tasks, and the hash is kept for retries.
             digest = await source.sha256() if checksum else None
-            body = payload.BytesPayload(source.value, content_type=content_type)
+            body = _Bytes(source.value, content_type=content_type)
         else:
-
-            def wrote(sent: int) -> None:
-                watch.watch(task, loop.time() + self.stall_timeout)
-                on_write(sent)
-
             body = streaming = StreamingBody(
-                source, checksum=checksum, on_write=wrote, content_type=content_type
+                source, checksum=checksum, on_write=on_write, content_type=content_type
             )
         async with slots:
-            watch.watch(task, loop.time() + self.stall_timeout)
+            guard = _StallGuard(watch, task, self.stall_timeout, body)
             try:
                 status, retry_after, text = await self._send(
                     session, ticket, body, headers, has_type
@@ -141,19 +215,18 @@ class Storage:
                 if watch.expired(task):
                     raise PutOutcome(self._stalled(source)) from None
                 raise
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise self._body_failure(body) or PutOutcome(
-                    UploadError(f"storage PUT failed: {type(exc).__name__}: {exc}", retryable=True)
-                ) from exc
+            except Exception as exc:
+                # No cause chained: aiohttp's exceptions hold the signed URL.
+                raise self._body_failure(body) or self._put_failed(exc, ticket) from None
             finally:
+                guard.stop()
                 if streaming is not None:
                     await streaming.settle()
-                watch.release(task)
         if streaming is not None:
             if isinstance(streaming.failure, GatewayError):
                 raise streaming.failure
             digest = streaming.digest
-        self._classify(status, retry_after, text)
+        self._classify(status, retry_after, redact(text, ticket.upload_url))
         if small:
             on_write(source.size)
         return digest
@@ -177,7 +250,17 @@ class Storage:
             if 200 <= resp.status < 300 and resp.content.at_eof():
                 return resp.status, None, ""  # the usual answer: nothing more to read
             text = (await resp.content.read(_MAX_ERROR_BODY)).decode("utf-8", "replace")
+            if resp.headers.get("Content-Encoding", "identity").lower() != "identity":
+                text = f"({resp.headers['Content-Encoding'][:40]} body)"
             return resp.status, parse_retry_after(resp.headers.get("Retry-After")), text
+
+    @staticmethod
+    def _put_failed(exc: Exception, ticket: UploadTicket) -> GatewayError | PutOutcome:
+        """A PUT that got no usable answer: worth retrying, and named without the signature."""
+        if isinstance(exc, GatewayError):
+            return exc
+        detail = describe_foreign(exc, secret=ticket.upload_url)
+        return PutOutcome(UploadError(f"storage PUT failed: {detail}", retryable=True))
 
     def _stalled(self, source: Source) -> UploadError:
         return UploadError(
