@@ -495,7 +495,7 @@ async def read_body(
 async def _inflate(
     resp: aiohttp.ClientResponse, request_id: str | None, limit: int, encoding: str
 ) -> bytes:
-    """Inflate while reading, never producing more than ``limit`` + 1 bytes at any time."""
+    """Inflate while reading, in steps of at most ``_READ_CHUNK`` bytes, up to ``limit``."""
     inflater: Any = None
     parts: list[bytes] = []
     size = 0
@@ -503,18 +503,21 @@ async def _inflate(
         if inflater is None:  # deflate is zlib-wrapped by the RFC, raw by some servers
             wbits = _WBITS[encoding] or (15 if chunk[:1] == b"\x78" else -15)
             inflater = zlib.decompressobj(wbits)
-        try:
-            part = inflater.decompress(chunk, limit + 1 - size)
-        except zlib.error as exc:
-            raise APIResponseValidationError(
-                f"HTTP {resp.status} with a {encoding} body that does not inflate ({exc})",
-                status_code=resp.status,
-                request_id=request_id,
-            ) from None
-        size += len(part)
-        if size > limit or inflater.unconsumed_tail:
-            raise _too_large(resp.status, request_id, limit)
-        parts.append(part)
+        pending = chunk
+        while pending:
+            try:
+                part = inflater.decompress(pending, _READ_CHUNK)
+            except zlib.error as exc:
+                raise APIResponseValidationError(
+                    f"HTTP {resp.status} with a {encoding} body that does not inflate ({exc})",
+                    status_code=resp.status,
+                    request_id=request_id,
+                ) from None
+            size += len(part)
+            if size > limit:
+                raise _too_large(resp.status, request_id, limit)
+            parts.append(part)
+            pending = inflater.unconsumed_tail
     return b"".join(parts)
 
 

@@ -1,0 +1,108 @@
+"""A raw asyncio loopback server that answers with exact bytes, for answers aiohttp.web
+cannot produce (a malformed status line, a 70 KB header line, garbage).
+
+Each connection: read one request (head, then ``Content-Length`` bytes of body, read at
+the pace the server was told), write ``answer``, close. Nothing is left running after
+``close()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable
+from typing import Final
+
+__all__ = ["RawServer"]
+
+_PIECE: Final = 16 * 1024
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip())
+    return 0
+
+
+class RawServer:
+    """Answers every request with ``answer`` (bytes, or a function of the request head).
+
+    ``rate``: read the request body at about this many bytes per second (a slow link).
+    ``read_body=False``: never read the body at all (storage that stopped reading).
+    ``rcvbuf``: the listening socket's receive buffer, so the kernel cannot hide either.
+    """
+
+    def __init__(
+        self,
+        answer: bytes | Callable[[bytes], bytes] = b"",
+        *,
+        rate: float | None = None,
+        read_body: bool = True,
+        rcvbuf: int | None = None,
+    ) -> None:
+        self.answer = answer
+        self.rate = rate
+        self.read_body = read_body
+        self.rcvbuf = rcvbuf
+        self.heads: list[bytes] = []
+        self.body_sizes: list[int] = []
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> RawServer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.rcvbuf is not None:  # before listen(), so the window is small from the start
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        sock.bind(("127.0.0.1", 0))
+        self._server = await asyncio.start_server(self._handle, sock=sock)
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._handlers):
+                task.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._exchange(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            self._handlers.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.heads.append(head)
+        if not self.read_body:
+            await asyncio.Event().wait()  # never reads again; close() cancels this
+        self.body_sizes.append(await self._read_body(reader, _content_length(head)))
+        answer = self.answer(head) if callable(self.answer) else self.answer
+        writer.write(answer)
+        await writer.drain()
+
+    async def _read_body(self, reader: asyncio.StreamReader, size: int) -> int:
+        """Read ``size`` bytes, at ``rate`` bytes/s when set: paced by the loop's clock, so
+        a late wake-up reads more at once instead of slowing the average."""
+        loop = asyncio.get_running_loop()
+        started, got = loop.time(), 0
+        while got < size:
+            if self.rate is not None:
+                due = started + got / self.rate
+                await asyncio.sleep(max(0.0, due - loop.time()))  # the slow link itself
+            got += len(await reader.readexactly(min(_PIECE, size - got)))
+        return got
