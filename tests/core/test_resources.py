@@ -24,6 +24,7 @@ from gateway_async import (
     RunRequest,
     UnprocessableEntityError,
 )
+from gateway_async.resources.runs import Runs
 from tests.conftest import TEST_KEY, FakeServer, reply
 from tests.core.test_transport import RUN, WALLET
 
@@ -282,3 +283,52 @@ async def test_create_many_results_are_gateway_errors_or_runs(
     results = await gw.runs.create_many(req(i) for i in range(20))
     assert all(isinstance(r, Run | GatewayError) for r in results)
     assert len(results) == 20
+
+
+async def test_create_many_keeps_paid_runs_when_one_item_raises_a_foreign_error(
+    server: FakeServer, gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any exception of one item becomes that item's GatewayError result; the runs the
+    Gateway executed (and charged) are returned, never lost to an ExceptionGroup."""
+    server.on("POST", "/api/runs", echo_by_model())
+    send = Runs.send
+
+    async def flaky(self: Runs, request: RunRequest, **kw: Any) -> Run:
+        if request.input["i"] == 2:
+            raise RuntimeError("a bug somewhere below")
+        return await send(self, request, **kw)
+
+    monkeypatch.setattr(Runs, "send", flaky)
+    results = await gw.runs.create_many([req(i) for i in range(5)], concurrency=2)
+    assert [r.id for r in results if isinstance(r, Run)] == ["run_0", "run_1", "run_3", "run_4"]
+    failed = results[2]
+    assert isinstance(failed, GatewayError)
+    assert "RuntimeError: a bug somewhere below" in str(failed)
+    assert isinstance(failed.__cause__, RuntimeError)
+    assert len(server.seen) == 4
+
+
+async def test_create_many_keeps_paid_runs_when_the_iterable_raises(
+    server: FakeServer, gw: Gateway
+) -> None:
+    """A generator that fails part-way: the runs before it are returned, its error is the
+    result at the position where it failed, nothing after it is sent."""
+    server.on("POST", "/api/runs", echo_by_model())
+
+    def requests() -> Iterator[RunRequest]:
+        yield req(0)
+        yield req(1)
+        raise OSError("the CSV file went away")
+
+    results = await gw.runs.create_many(requests(), concurrency=3)
+    assert [type(r).__name__ for r in results] == ["Run", "Run", "InvalidRequestError"]
+    failed = results[2]
+    assert isinstance(failed, InvalidRequestError)
+    assert failed.field == "requests"
+    assert "OSError (the CSV file went away) at item 2" in str(failed)
+    assert len(server.seen) == 2
+
+
+async def test_create_many_refuses_a_non_iterable(gw: Gateway) -> None:
+    with pytest.raises(InvalidRequestError, match="requests: int is not iterable"):
+        await gw.runs.create_many(42)  # type: ignore[arg-type]

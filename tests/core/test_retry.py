@@ -60,3 +60,18 @@ def test_parse_retry_after_http_date() -> None:
     assert parse_retry_after(later, now=now) == 30.0
     earlier = format_datetime(now - timedelta(seconds=30), usegmt=True)
     assert parse_retry_after(earlier, now=now) == 0.0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\u00b2",
+        "\u0663",
+        "\uff11\uff12",
+        "Mon, 99 Jan 9999 99:99:99 GMT",
+        "1 Jan 99999999999999999999 00:00:00",
+    ],
+)
+def test_retry_after_garbage_counts_as_absent(value: str) -> None:
+    """Non-ASCII digits ('²'.isdigit() is True) and impossible dates are garbage, not errors."""
+    assert parse_retry_after(value) is None
