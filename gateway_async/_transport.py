@@ -432,7 +432,7 @@ def describe_foreign(exc: BaseException, *, secret: str | None = None) -> str:
         text = f"{type(exc).__name__}: {exc.message}"
     else:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return redact(text[:300], secret)
+    return redact(" ".join(text.split())[:300], secret)  # one line, whatever aiohttp wrote
 
 
 def redact(text: str, secret: str | None) -> str:

@@ -51,9 +51,11 @@ class RawServer:
         self.body_sizes: list[int] = []
         self.url = ""
         self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._handlers: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._closing = asyncio.Event()
 
     async def start(self) -> RawServer:
+        self._closing = asyncio.Event()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if self.rcvbuf is not None:  # before listen(), so the window is small from the start
@@ -64,32 +66,36 @@ class RawServer:
         return self
 
     async def close(self) -> None:
+        """Stop listening and end every exchange: a handler is woken, never cancelled
+        (asyncio logs the cancelled task of a ``start_server`` callback as an error)."""
         if self._server is not None:
             self._server.close()
-            for task in list(self._handlers):
-                task.cancel()
+            self._closing.set()
+            for writer in self._handlers.values():
+                writer.transport.abort()
             await asyncio.gather(*self._handlers, return_exceptions=True)
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._handlers.add(task)
+        self._handlers[task] = writer
         try:
             await self._exchange(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
-            self._handlers.discard(task)
+            del self._handlers[task]
             writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         self.heads.append(head)
         if not self.read_body:
-            await asyncio.Event().wait()  # never reads again; close() cancels this
+            await self._closing.wait()  # never reads again, until close()
+            return
         self.body_sizes.append(await self._read_body(reader, _content_length(head)))
         answer = self.answer(head) if callable(self.answer) else self.answer
         writer.write(answer)

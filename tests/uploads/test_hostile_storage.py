@@ -1,0 +1,150 @@
+"""Storage that reads slowly, stops reading, answers garbage or echoes the signed URL, and
+sources that yield empty chunks (issue #12, defects 9, 10 and 11)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import traceback
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from gateway_async import Gateway, UploadError
+from tests.conftest import TEST_KEY
+from tests.hostile.raw import RawServer
+from tests.uploads.conftest import UploadServers, quick_retries
+
+KIB = 1024
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+SIGNATURE = "abc%7Edef"  # the X-Sig value of UploadServers.query
+STALL = 0.5  # seconds: scaled down from the default 60 s
+
+
+@pytest_asyncio.fixture
+async def raw_storage(servers: UploadServers) -> AsyncIterator[RawServer]:
+    """A raw storage listener that the fake Gateway's tickets point at."""
+    raw = await RawServer(OK).start()
+    servers.storage_url = raw.url
+    try:
+        yield raw
+    finally:
+        await raw.close()
+
+
+def expect_put_of(servers: UploadServers, data: bytes) -> None:
+    """The raw storage keeps nothing, so tell the fake Gateway what ``complete`` checks."""
+    servers.accept("upl_1", data)
+
+
+def client(servers: UploadServers, *, stall: float = 60.0, retries: int = 0) -> Gateway:
+    return Gateway(
+        api_key=TEST_KEY,
+        base_url=servers.api_url,
+        retry=quick_retries(retries),
+        upload_stall_timeout=stall,
+    )
+
+
+def leaked(error: BaseException) -> str:
+    """Everything a log line or a traceback of ``error`` would show."""
+    return f"{error!r} " + "".join(traceback.format_exception(error))
+
+
+# -- defect 10: empty chunks -----------------------------------------------------------------
+
+
+async def test_a_stream_ending_with_an_empty_chunk_uploads(
+    servers: UploadServers, gw: Gateway
+) -> None:
+    """Starlette's request.stream() ends with b""; empty chunks anywhere carry no bytes."""
+    parts = [b"", b"abc", b"", bytearray(b"def"), memoryview(b""), b"gh", b""]
+
+    async def stream() -> AsyncIterator[bytes]:
+        for part in parts:
+            yield part  # type: ignore[misc]
+
+    ref = await gw.media.upload(stream(), size=8, filename="s.bin")
+    assert servers.stored["upl_1"] == b"abcdefgh"
+    assert ref.sha256 == hashlib.sha256(b"abcdefgh").hexdigest()
+
+
+# -- defect 11: the signed URL never shows --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"],
+    ids=["not HTTP", "bad Content-Length"],
+)
+async def test_an_unparsable_storage_answer_hides_the_signature(
+    servers: UploadServers, raw_storage: RawServer, answer: bytes
+) -> None:
+    raw_storage.answer = answer
+    async with client(servers) as gw:
+        with pytest.raises(UploadError, match="storage PUT failed") as info:
+            await gw.media.upload(b"x" * 100)
+    assert SIGNATURE not in leaked(info.value)
+    assert "X-Amz-Credential" not in leaked(info.value)
+
+
+async def test_a_storage_error_body_echoing_the_url_is_redacted(
+    servers: UploadServers, raw_storage: RawServer
+) -> None:
+    """S3-style error bodies quote the request; the quote loses the signature."""
+
+    def echo(head: bytes) -> bytes:
+        target = head.split(b" ")[1]
+        body = b"<Error><Code>InvalidArgument</Code><Resource>" + target + b"</Resource></Error>"
+        return b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    raw_storage.answer = echo
+    async with client(servers) as gw:
+        with pytest.raises(UploadError, match="InvalidArgument") as info:
+            await gw.media.upload(b"x" * 100)
+    assert SIGNATURE not in leaked(info.value)
+    assert "<redacted>" in str(info.value)
+
+
+# -- defect 9: stalled means no byte moved ----------------------------------------------------
+
+
+async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for offset in range(0, len(data), size):
+        yield data[offset : offset + size]
+
+
+@pytest.mark.parametrize("kind", ["stream", "bytes"])
+async def test_a_slow_but_steady_storage_is_not_stalled(
+    servers: UploadServers, raw_storage: RawServer, kind: str
+) -> None:
+    """~256 KiB/s, and each 256 KiB write takes longer than the stall timeout: it uploads."""
+    raw_storage.rate = 256 * KIB
+    raw_storage.rcvbuf = 16 * KIB
+    await raw_storage.close()  # restart with the small receive buffer
+    await raw_storage.start()
+    servers.storage_url = raw_storage.url
+    data = os.urandom(512 * KIB)
+    expect_put_of(servers, data)
+    source = _chunks(data, 256 * KIB) if kind == "stream" else data
+    async with client(servers, stall=STALL) as gw:
+        ref = await gw.media.upload(source, size=len(data))
+    assert ref.media_ref == "mref_upl_1"
+    assert raw_storage.body_sizes == [len(data)]
+
+
+async def test_a_storage_that_stops_reading_is_stalled(
+    servers: UploadServers, raw_storage: RawServer
+) -> None:
+    raw_storage.read_body = False
+    raw_storage.rcvbuf = 16 * KIB
+    await raw_storage.close()
+    await raw_storage.start()
+    servers.storage_url = raw_storage.url
+    data = os.urandom(4 * 1024 * KIB)
+    async with client(servers, stall=STALL) as gw:
+        with pytest.raises(UploadError, match="stalled") as info:
+            await gw.media.upload(_chunks(data, 1024 * KIB), size=len(data))
+    assert info.value.retryable
+    assert servers.completes == []
