@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -84,39 +84,65 @@ def check_json_value(value: object, field: str) -> None:
 
     Checked when a request is built, so ``create_many`` never meets a ``TypeError`` halfway
     through a batch. The walk is iterative: a deep or circular value cannot exhaust the stack.
+    It is on every run's path, so plain values take the shortest branches and a field's
+    path is only spelled out for an error (a few µs for a small input).
     """
-    stack: list[tuple[str, object, int]] = [(field, value, 0)]
+    stack: list[tuple[object, int, _Path]] = [(value, 0, (None, field))]
     while stack:
-        path, item, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise _fail(path, f"nested deeper than {MAX_JSON_DEPTH} levels (a circular reference?)")
-        if isinstance(item, Mapping):
-            stack.extend((f"{path}.{key}", child, depth + 1) for key, child in _items(path, item))
+        item, depth, where = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item):
+                raise _fail(_spell(where), "the string holds a lone surrogate (not UTF-8)")
+        elif type(item) is int or item is None or item is True or item is False:
+            continue
+        elif depth >= MAX_JSON_DEPTH:
+            raise _fail(_spell(where), f"nested deeper than {MAX_JSON_DEPTH} levels")
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                _check_key(key, where)
+                stack.append((child, depth + 1, (where, key)))
         elif isinstance(item, list | tuple):
-            stack.extend((f"{path}[{i}]", child, depth + 1) for i, child in enumerate(item))
-        elif item is not None and item is not True and item is not False:
-            _check_scalar(path, item)
+            stack.extend((child, depth + 1, (where, i)) for i, child in enumerate(item))
+        else:
+            _check_scalar(item, where)
 
 
-def _items(path: str, mapping: Mapping[Any, Any]) -> Iterator[tuple[object, object]]:
-    for key, child in mapping.items():
-        if isinstance(key, bool) or not isinstance(key, str | int):
-            raise _fail(path, f"key {key!r:.40} is not a string; JSON object keys are strings")
-        if isinstance(key, str) and _SURROGATE.search(key):
-            raise _fail(f"{path}.{key!a}", "the key holds a lone surrogate; it is not UTF-8")
-        yield key, child
+# A path as a chain of (parent, key) pairs: spelled out ("input.a[2]") only for an error.
+_Path = tuple[Any, object]
 
 
-def _check_scalar(path: str, item: object) -> None:
-    """A leaf: str, int, finite float or Decimal, aware-or-naive datetime, or a MediaRef."""
-    from .models import MediaRef  # models imports this module; MediaRef is sent as its ref
+def _spell(where: _Path) -> str:
+    parts: list[str] = []
+    node: _Path | None = where
+    while node is not None:
+        parent, key = node
+        parts.append(f"[{key}]" if isinstance(key, int) and parent is not None else f".{key}")
+        node = parent
+    return "".join(reversed(parts))[1:]
 
-    if not isinstance(item, (*_SCALARS, MediaRef)):
-        raise _fail(path, _unencodable_fix(item))
+
+def _check_key(key: object, where: _Path) -> None:
+    if type(key) is str:
+        if not key.isascii() and _SURROGATE.search(key):
+            raise _fail(f"{_spell(where)}.{key!a}", "the key holds a lone surrogate (not UTF-8)")
+    elif isinstance(key, bool) or not isinstance(key, str | int):
+        raise _fail(_spell(where), f"key {key!r:.40} is not a string; JSON keys are strings")
+
+
+def _check_scalar(item: object, where: _Path) -> None:
+    """A leaf: str, int, finite float or Decimal, datetime, or a MediaRef (sent as its ref)."""
+    global _MEDIA_REF
+    if _MEDIA_REF is None:
+        from .models import MediaRef  # models imports this module, so not at the top
+
+        _MEDIA_REF = MediaRef
+    if not isinstance(item, (*_SCALARS, _MEDIA_REF)):
+        raise _fail(_spell(where), _unencodable_fix(item))
     if isinstance(item, float | Decimal) and not _finite(item):
-        raise _fail(path, f"{item} is not a JSON number; send a finite number or null")
-    if isinstance(item, str) and _SURROGATE.search(item):
-        raise _fail(path, "the string holds a lone surrogate, which is not UTF-8; remove it")
+        raise _fail(_spell(where), f"{item} is not a JSON number; send a finite number or null")
+
+
+_MEDIA_REF: type | None = None
 
 
 def _finite(number: float | Decimal) -> bool:
@@ -164,8 +190,11 @@ def validate_run_request(
     _check_object("params", params)
     _check_object("options", options)
     _check_options(options)  # type: ignore[arg-type]
-    for name, value in (("input", input), ("params", params), ("options", options)):
-        check_json_value(value, name)
+    check_json_value(input, "input")
+    if params is not None:
+        check_json_value(params, "params")
+    if options is not None:
+        check_json_value(options, "options")
     if scope is not None:
         check_scope(scope)
     elif mode in VECTOR_MODES:
