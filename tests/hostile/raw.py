@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable
-from typing import Final
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, TypeVar
 
-__all__ = ["RawServer"]
+__all__ = ["InThread", "RawServer"]
+
+T = TypeVar("T")
 
 _PIECE: Final = 16 * 1024
 
@@ -112,3 +115,32 @@ class RawServer:
                 await asyncio.sleep(max(0.0, due - loop.time()))  # the slow link itself
             got += len(await reader.readexactly(min(_PIECE, size - got)))
         return got
+
+
+class InThread:
+    """Serves a RawServer from an event loop of its own thread.
+
+    The peer of a stall test must stop only when told to: on the test's own loop, a loop
+    held up by a loaded machine would freeze the server too, and look like a stall.
+    """
+
+    def __init__(self, server: RawServer) -> None:
+        self.server = server
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="raw-server")
+
+    async def start(self) -> RawServer:
+        self._thread.start()
+        await self._call(self.server.start())
+        return self.server
+
+    async def close(self) -> None:
+        try:
+            await self._call(self.server.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+            self._loop.close()
+
+    async def _call(self, work: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))

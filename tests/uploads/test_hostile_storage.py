@@ -13,7 +13,7 @@ import pytest_asyncio
 
 from gateway_async import Gateway, UploadError
 from tests.conftest import TEST_KEY
-from tests.hostile.raw import RawServer
+from tests.hostile.raw import InThread, RawServer
 from tests.uploads.conftest import UploadServers, quick_retries
 
 KIB = 1024
@@ -115,33 +115,38 @@ async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
         yield data[offset : offset + size]
 
 
+@pytest_asyncio.fixture
+async def slow_storage(servers: UploadServers) -> AsyncIterator[RawServer]:
+    """Storage on a thread of its own with a 16 KiB receive buffer, so neither the test's
+    loop nor the kernel hides how fast (or whether) it reads."""
+    peer = InThread(RawServer(OK, rcvbuf=16 * KIB))
+    raw = await peer.start()
+    servers.storage_url = raw.url
+    try:
+        yield raw
+    finally:
+        await peer.close()
+
+
 @pytest.mark.parametrize("kind", ["stream", "bytes"])
 async def test_a_slow_but_steady_storage_is_not_stalled(
-    servers: UploadServers, raw_storage: RawServer, kind: str
+    servers: UploadServers, slow_storage: RawServer, kind: str
 ) -> None:
     """~256 KiB/s, and each 256 KiB write takes longer than the stall timeout: it uploads."""
-    raw_storage.rate = 256 * KIB
-    raw_storage.rcvbuf = 16 * KIB
-    await raw_storage.close()  # restart with the small receive buffer
-    await raw_storage.start()
-    servers.storage_url = raw_storage.url
+    slow_storage.rate = 256 * KIB
     data = os.urandom(512 * KIB)
     expect_put_of(servers, data)
     source = _chunks(data, 256 * KIB) if kind == "stream" else data
     async with client(servers, stall=STALL) as gw:
         ref = await gw.media.upload(source, size=len(data))
     assert ref.media_ref == "mref_upl_1"
-    assert raw_storage.body_sizes == [len(data)]
+    assert slow_storage.body_sizes == [len(data)]
 
 
 async def test_a_storage_that_stops_reading_is_stalled(
-    servers: UploadServers, raw_storage: RawServer
+    servers: UploadServers, slow_storage: RawServer
 ) -> None:
-    raw_storage.read_body = False
-    raw_storage.rcvbuf = 16 * KIB
-    await raw_storage.close()
-    await raw_storage.start()
-    servers.storage_url = raw_storage.url
+    slow_storage.read_body = False
     data = os.urandom(4 * 1024 * KIB)
     async with client(servers, stall=STALL) as gw:
         with pytest.raises(UploadError, match="stalled") as info:
