@@ -13,7 +13,7 @@ import asyncio
 import gzip
 import json
 import traceback
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
@@ -95,12 +95,27 @@ def answers(draw: st.DrawFn) -> bytes:
     return (CRLF.join([*lines, "", ""])).encode("latin-1") + body
 
 
-async def settled(call: Awaitable[T]) -> T | GatewayError:
-    """The call's result, or the GatewayError it raised; any other exception propagates."""
+async def within(budget: float, call: Awaitable[T]) -> T | GatewayError:
+    """The call's result, or the GatewayError it raised (any other exception propagates),
+    after checking that it ended within ``budget`` seconds."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     try:
-        return await call
+        outcome: T | GatewayError = await asyncio.wait_for(call, budget + 1)
     except GatewayError as exc:
-        return exc
+        outcome = exc
+    assert loop.time() - started < budget
+    return outcome
+
+
+def client(url: str) -> Gateway:
+    return Gateway(
+        api_key=TEST_KEY,
+        base_url=url,
+        max_retries=0,
+        timeout=Timeouts(total=DEADLINE, attempt=DEADLINE),
+        upload_stall_timeout=DEADLINE,
+    )
 
 
 @pytest.fixture
@@ -118,46 +133,53 @@ PROPERTY = settings(
 )
 
 
+def explore(runner: asyncio.Runner, one: Callable[[bytes], Awaitable[T]], *extra: bytes) -> list[T]:
+    """``one`` on every generated answer and on ``extra``, on one event loop; the outcomes."""
+    seen: list[T] = []
+
+    async def record(answer: bytes) -> None:
+        seen.append(await one(answer))
+
+    @PROPERTY
+    @given(answers())
+    def check(answer: bytes) -> None:
+        runner.run(record(answer))
+
+    for answer in extra:
+        check = example(answer)(check)
+    check()
+    assert len(seen) > 100
+    return seen
+
+
 def test_any_answer_is_a_reply_or_a_gateway_error(loop_runner: asyncio.Runner) -> None:
     server = loop_runner.run(RawServer().start())
-    seen: list[Reply | GatewayError] = []
-    gw = Gateway(
-        api_key=TEST_KEY,
-        base_url=server.url,
-        max_retries=0,
-        timeout=Timeouts(total=DEADLINE, attempt=DEADLINE),
-    )
+    gw = client(server.url)
 
-    async def one(answer: bytes) -> None:
+    async def one(answer: bytes) -> Reply | GatewayError:
         server.answer = answer
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         call = gw._transport.request("POST", "/api/runs", body={"model": "m"})
-        outcome = await settled(asyncio.wait_for(call, DEADLINE + 2))
-        seen.append(outcome)
-        assert loop.time() - started < DEADLINE + 1
+        outcome = await within(DEADLINE + 1, call)
         if isinstance(outcome, GatewayError):
             assert TEST_KEY not in f"{outcome} {outcome!r}"
         else:
             assert isinstance(outcome, Reply)
             assert 200 <= outcome.status < 300
-
-    @PROPERTY
-    @given(answers())
-    @example(b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + b"[" * 200_000)
-    @example(b"HTTP/1.1 abc\r\n\r\n")
-    @example(("HTTP/1.1 200 OK\r\nX: " + "a" * 70_000 + "\r\n\r\n").encode())
-    @example("HTTP/1.1 429 x\r\nRetry-After: ²\r\nContent-Length: 0\r\n\r\n".encode("latin-1"))
-    @example(b"HTTP/1.1 302 x\r\nLocation: http://[::1\r\nContent-Length: 0\r\n\r\n")
-    def check(answer: bytes) -> None:
-        loop_runner.run(one(answer))
+        return outcome
 
     try:
-        check()
+        seen = explore(
+            loop_runner,
+            one,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + b"[" * 200_000,
+            b"HTTP/1.1 abc\r\n\r\n",
+            ("HTTP/1.1 200 OK\r\nX: " + "a" * 70_000 + "\r\n\r\n").encode(),
+            "HTTP/1.1 429 x\r\nRetry-After: ²\r\nContent-Length: 0\r\n\r\n".encode("latin-1"),
+            b"HTTP/1.1 302 x\r\nLocation: http://[::1\r\nContent-Length: 0\r\n\r\n",
+        )
     finally:
         loop_runner.run(gw.aclose())
         loop_runner.run(server.close())
-    assert len(seen) > 100
     assert any(isinstance(o, Reply) for o in seen), "no example decoded: the generator is off"
 
 
@@ -165,7 +187,6 @@ def test_any_storage_answer_is_a_media_ref_or_a_gateway_error(
     loop_runner: asyncio.Runner,
 ) -> None:
     storage = loop_runner.run(RawServer().start())
-    seen: list[MediaRef | GatewayError] = []
 
     async def init(request: web.Request) -> web.StreamResponse:
         ticket = {
@@ -185,40 +206,28 @@ def test_any_storage_answer_is_a_media_ref_or_a_gateway_error(
     app.router.add_post("/api/media/upload/init", init)
     app.router.add_post("/api/media/upload/complete", complete)
     api, url = loop_runner.run(serve_on_loopback(app))
-    gw = Gateway(
-        api_key=TEST_KEY,
-        base_url=url,
-        max_retries=0,
-        timeout=Timeouts(total=DEADLINE, attempt=DEADLINE),
-        upload_stall_timeout=DEADLINE,
-    )
+    gw = client(url)
 
-    async def one(answer: bytes) -> None:
+    async def one(answer: bytes) -> MediaRef | GatewayError:
         storage.answer = answer
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        outcome = await settled(asyncio.wait_for(gw.media.upload(b"hello"), 2 * DEADLINE + 2))
-        seen.append(outcome)
-        assert loop.time() - started < 2 * DEADLINE + 1
+        outcome = await within(2 * DEADLINE + 1, gw.media.upload(b"hello"))
         if isinstance(outcome, GatewayError):
             text = f"{outcome!r} " + "".join(traceback.format_exception(outcome))
             assert "5ec4e7516e9a7c0ffee" not in text
             assert "AKIA7" not in text
         else:
             assert isinstance(outcome, MediaRef)
-
-    @PROPERTY
-    @given(answers())
-    @example(f"HTTP/1.1 400 x\r\nContent-Length: 60\r\n\r\n<Error>{SIGNATURE}</Error>".encode())
-    @example(b"garbage\r\n\r\n")
-    def check(answer: bytes) -> None:
-        loop_runner.run(one(answer))
+        return outcome
 
     try:
-        check()
+        seen = explore(
+            loop_runner,
+            one,
+            f"HTTP/1.1 400 x\r\nContent-Length: 60\r\n\r\n<Error>{SIGNATURE}</Error>".encode(),
+            b"garbage\r\n\r\n",
+        )
     finally:
         loop_runner.run(gw.aclose())
         loop_runner.run(api.cleanup())
         loop_runner.run(storage.close())
-    assert len(seen) > 100
     assert any(isinstance(o, MediaRef) for o in seen), "no upload succeeded: the generator is off"
