@@ -328,7 +328,15 @@ class Transport:
                     auto_decompress=False,  # inflated here, counted against the cap
                 ) as resp:
                     status, rid = resp.status, resp.headers.get("X-Request-Id")
-                    raw = await read_body(resp, rid)
+                    length = resp.content_length
+                    if (
+                        length is not None
+                        and length <= MAX_RESPONSE_BYTES
+                        and "Content-Encoding" not in resp.headers
+                    ):
+                        raw = await resp.read()  # the usual answer: one frame less
+                    else:
+                        raw = await read_body(resp, rid)
                     if status in _REDIRECTS:
                         url, method, data = self._redirect(resp, url, method, data)
                         continue
