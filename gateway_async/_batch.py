@@ -44,7 +44,11 @@ def _as_result(index: int, exc: Exception) -> GatewayError:
     return error
 
 
-def _source_failed(index: int, exc: Exception) -> InvalidRequestError:
+def _source_failed(index: int, exc: Exception) -> GatewayError:
+    """The iterable raised at ``index``: a GatewayError (a RunRequest refused as it was
+    built) is kept, so its field path shows; anything else is wrapped."""
+    if isinstance(exc, GatewayError):
+        return exc
     error = InvalidRequestError(
         f"requests: the iterable raised {type(exc).__name__} ({str(exc)[:200]}) at item "
         f"{index}; the items before it were sent, none after it",

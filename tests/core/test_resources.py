@@ -332,3 +332,24 @@ async def test_create_many_keeps_paid_runs_when_the_iterable_raises(
 async def test_create_many_refuses_a_non_iterable(gw: Gateway) -> None:
     with pytest.raises(InvalidRequestError, match="requests: int is not iterable"):
         await gw.runs.create_many(42)  # type: ignore[arg-type]
+
+
+async def test_create_many_over_a_generator_that_builds_a_bad_request(
+    server: FakeServer, gw: Gateway
+) -> None:
+    """An unencodable input is refused as its RunRequest is built, inside the caller's
+    generator: that position holds the InvalidRequestError with its field path, the runs
+    before it are kept, and no TypeError surfaces mid-batch."""
+    server.on("POST", "/api/runs", echo_by_model())
+    inputs: list[dict[str, Any]] = [{"i": 0}, {"i": 1}, {"i": 2, "when": datetime.now().date()}]
+
+    def requests() -> Iterator[RunRequest]:
+        for body in inputs:
+            yield RunRequest(model="demo-echo", input=body)
+
+    results = await gw.runs.create_many(requests(), concurrency=2)
+    assert [type(r).__name__ for r in results] == ["Run", "Run", "InvalidRequestError"]
+    refused = results[2]
+    assert isinstance(refused, InvalidRequestError)
+    assert refused.field == "input.when"
+    assert len(server.seen) == 2
