@@ -77,9 +77,11 @@ class Runs(Resource):
     ) -> list[Run | GatewayError]:
         """Send many runs, at most ``concurrency`` at once; results in input order.
 
-        Each item's result is its Run or the GatewayError it met; one failure never cancels
-        the rest. After a 401 or 402 no new request starts, and the items left are reported
-        as NotAttemptedError naming that cause. ``requests`` is consumed lazily.
+        Each item's result is its Run or the GatewayError it met (whatever it raised: runs
+        already executed, and charged, are never lost); one failure never cancels the rest.
+        After a 401 or 402 no new request starts, and the items left are reported as
+        NotAttemptedError naming that cause. ``requests`` is consumed lazily; if it raises,
+        that error is the result at its position and nothing after it is sent.
         """
 
         def send(_: int, request: RunRequest) -> Awaitable[Run]:
