@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar
@@ -36,6 +37,7 @@ class RawServer:
     ``rate``: read the request body at about this many bytes per second (a slow link).
     ``read_body=False``: never read the body at all (storage that stopped reading).
     ``rcvbuf``: the listening socket's receive buffer, so the kernel cannot hide either.
+    ``tls``: serve HTTPS with this server context (see ``tls.py``).
     """
 
     def __init__(
@@ -45,8 +47,10 @@ class RawServer:
         rate: float | None = None,
         read_body: bool = True,
         rcvbuf: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.answer = answer
+        self.tls = tls
         self.rate = rate
         self.read_body = read_body
         self.rcvbuf = rcvbuf
@@ -64,8 +68,9 @@ class RawServer:
         if self.rcvbuf is not None:  # before listen(), so the window is small from the start
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
         sock.bind(("127.0.0.1", 0))
-        self._server = await asyncio.start_server(self._handle, sock=sock)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self._server = await asyncio.start_server(self._handle, sock=sock, ssl=self.tls)
+        scheme = "https" if self.tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
         return self
 
     async def close(self) -> None:
@@ -85,8 +90,8 @@ class RawServer:
         self._handlers[task] = writer
         try:
             await self._exchange(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass  # the client hung up (or close() aborted the connection)
         finally:
             del self._handlers[task]
             writer.close()

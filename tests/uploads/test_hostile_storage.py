@@ -3,17 +3,22 @@ sources that yield empty chunks (issue #12, defects 9, 10 and 11)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
 from gateway_async import Gateway, UploadError
 from tests.conftest import TEST_KEY
 from tests.hostile.raw import InThread, RawServer
+from tests.hostile.tls import contexts
 from tests.uploads.conftest import UploadServers, quick_retries
 
 KIB = 1024
@@ -116,37 +121,54 @@ async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
 
 
 @pytest_asyncio.fixture
-async def slow_storage(servers: UploadServers) -> AsyncIterator[RawServer]:
-    """Storage on a thread of its own with a 16 KiB receive buffer, so neither the test's
-    loop nor the kernel hides how fast (or whether) it reads."""
-    peer = InThread(RawServer(OK, rcvbuf=16 * KIB))
-    raw = await peer.start()
-    servers.storage_url = raw.url
+async def slow_storage(
+    servers: UploadServers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Callable[..., Awaitable[RawServer]]]:
+    """Starts storage on a thread of its own with a 16 KiB receive buffer, so neither the
+    test's loop nor the kernel hides how fast (or whether) it reads; ``tls=True`` serves
+    HTTPS with a certificate the client is made to trust."""
+    peers: list[InThread] = []
+
+    async def start(*, tls: bool = False, **options: Any) -> RawServer:
+        server_tls = None
+        if tls:
+            server_tls, client_tls = contexts(tmp_path)
+            connector = functools.partial(aiohttp.TCPConnector, ssl=client_tls)
+            monkeypatch.setattr(aiohttp, "TCPConnector", connector)
+        peers.append(InThread(RawServer(OK, rcvbuf=16 * KIB, tls=server_tls, **options)))
+        raw = await peers[-1].start()
+        servers.storage_url = raw.url
+        return raw
+
     try:
-        yield raw
+        yield start
     finally:
-        await peer.close()
+        for peer in peers:
+            await peer.close()
 
 
-@pytest.mark.parametrize("kind", ["stream", "bytes"])
+@pytest.mark.parametrize("kind", ["stream", "bytes", "stream over TLS"])
 async def test_a_slow_but_steady_storage_is_not_stalled(
-    servers: UploadServers, slow_storage: RawServer, kind: str
+    servers: UploadServers, slow_storage: Callable[..., Awaitable[RawServer]], kind: str
 ) -> None:
-    """~256 KiB/s, and each 256 KiB write takes longer than the stall timeout: it uploads."""
-    slow_storage.rate = 256 * KIB
+    """~256 KiB/s, and each 256 KiB write takes longer than the stall timeout: it uploads.
+    Over TLS too, where the bytes wait in the TLS layer's buffers as well."""
+    raw = await slow_storage(rate=256 * KIB, tls=kind.endswith("TLS"))
     data = os.urandom(512 * KIB)
     expect_put_of(servers, data)
-    source = _chunks(data, 256 * KIB) if kind == "stream" else data
+    source = data if kind == "bytes" else _chunks(data, 256 * KIB)
     async with client(servers, stall=STALL) as gw:
         ref = await gw.media.upload(source, size=len(data))
     assert ref.media_ref == "mref_upl_1"
-    assert slow_storage.body_sizes == [len(data)]
+    assert raw.body_sizes == [len(data)]
+    assert raw.url.startswith("https" if kind.endswith("TLS") else "http:")
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 async def test_a_storage_that_stops_reading_is_stalled(
-    servers: UploadServers, slow_storage: RawServer
+    servers: UploadServers, slow_storage: Callable[..., Awaitable[RawServer]], tls: bool
 ) -> None:
-    slow_storage.read_body = False
+    await slow_storage(read_body=False, tls=tls)
     data = os.urandom(4 * 1024 * KIB)
     async with client(servers, stall=STALL) as gw:
         with pytest.raises(UploadError, match="stalled") as info:
