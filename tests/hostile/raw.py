@@ -68,7 +68,10 @@ class RawServer:
         if self.rcvbuf is not None:  # before listen(), so the window is small from the start
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
         sock.bind(("127.0.0.1", 0))
-        self._server = await asyncio.start_server(self._handle, sock=sock, ssl=self.tls)
+        limit = _PIECE if self.rcvbuf is not None else 2**16  # a small window: small buffers
+        self._server = await asyncio.start_server(
+            self._handle, sock=sock, ssl=self.tls, limit=limit
+        )
         scheme = "https" if self.tls is not None else "http"
         self.url = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
         return self
@@ -99,6 +102,10 @@ class RawServer:
                 await writer.wait_closed()
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.rcvbuf is not None and self.tls is not None:
+            # asyncio's TLS layer reads ahead of the application (256 KiB by default): keep
+            # it small, or a slow reader would look fast to the client's socket.
+            writer.transport.set_read_buffer_limits(high=self.rcvbuf)
         head = await reader.readuntil(b"\r\n\r\n")
         self.heads.append(head)
         if not self.read_body:
