@@ -206,5 +206,5 @@ async def test_a_journaled_body_keeps_media_refs_and_decimals_and_refuses_the_re
     assert by_source[good].ok
     error = by_source[bad].error
     assert isinstance(error, InvalidRequestError)
-    assert error.field == "params"
+    assert error.field == "params.metadata.weight"  # the RunRequest names the exact path
     assert emu.stats.executions == 1
