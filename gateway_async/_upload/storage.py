@@ -4,8 +4,9 @@ The storage session shares nothing with the API session: no default headers, no 
 no redirects, so the Gateway's ``X-API-Key`` or ``Authorization`` can never reach a storage
 host (aiohttp strips only Authorization and cookies on cross-origin redirects, not custom
 headers). It has no total timeout either (aiohttp's default 300 s would kill every upload
-longer than five minutes); a stall watchdog, no byte written for ``stall_timeout`` seconds,
-takes its place.
+longer than five minutes); a stall watchdog, no byte moved for ``stall_timeout`` seconds
+(see ``_StallGuard``), takes its place. Nothing here quotes the pre-signed URL: its query
+is the credential, so aiohttp's messages and storage's error bodies are redacted.
 """
 
 from __future__ import annotations
