@@ -252,12 +252,12 @@ async def test_emulator_round_trip_is_byte_exact(tmp_path: Path) -> None:
 async def test_emulator_resets_mid_put_are_retried_byte_exact(tmp_path: Path) -> None:
     """About 44% of requests meet a fault, in an order that depends on timing: with 7
     attempts a call failed every time in ~2% of runs (measured 3 in 160, before and after
-    issue #12's changes); 13 attempts make that ~1e-5 per call."""
+    issue #12's changes); 21 attempts make that ~4e-8 per call (~1e-6 per run)."""
     paths = write_files(tmp_path, 12, size=300 * 1024)
     faults = Faults.parse("reset=0.3,503=0.2,seed=3,retry_after=0")
     async with (
         Emulator(data_dir=tmp_path / "emu", faults=faults) as emu,
-        emu.client(retry=quick_retries(12)) as gw,
+        emu.client(retry=quick_retries(20)) as gw,
     ):
         results = await gw.media.upload_many(paths, concurrency=4)
         for path, ref in zip(paths, results, strict=True):
