@@ -9,10 +9,15 @@ never corrupt or duplicate.
   fresh ``init``.
 - ``complete`` runs once per successful PUT; a source that changed mid-stream never
   reaches it.
+- With the caller's ``idempotency_key`` every ``init`` (the first and each re-init) and
+  every ``complete`` sends a key derived from it, so an upload repeated by a retried job
+  (a Ray task, a restarted worker) replays the same ``upload_id`` and ``media_ref``
+  instead of creating a second upload. Without one, each call gets a fresh random key.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -41,20 +46,45 @@ class UploadProgress:
 ProgressCallback = Callable[[UploadProgress], Any]
 
 
-async def _init(transport: Transport, source: Source, timeout: Any) -> UploadTicket:
+def derived_key(key: str | None, purpose: str) -> str | None:
+    """The key of one call of an upload: a hash, so it stays within 255 characters, and
+    distinct per call (init, each re-init, complete per upload_id) since the Gateway
+    answers 409 to one key sent with two different bodies."""
+    if key is None:
+        return None
+    return hashlib.sha256(f"{key}\n{purpose}".encode()).hexdigest()
+
+
+async def _init(
+    transport: Transport, source: Source, timeout: Any, idempotency_key: str | None
+) -> UploadTicket:
     body = {"filename": source.filename, "content_type": source.content_type, "size": source.size}
-    reply = await transport.request("POST", "/api/media/upload/init", body=body, timeout=timeout)
+    reply = await transport.request(
+        "POST",
+        "/api/media/upload/init",
+        body=body,
+        idempotency_key=idempotency_key,
+        timeout=timeout,
+    )
     return structure(reply.data, UploadTicket, request_id=reply.request_id)
 
 
 async def _complete(
-    transport: Transport, ticket: UploadTicket, digest: str | None, timeout: Any
+    transport: Transport,
+    ticket: UploadTicket,
+    digest: str | None,
+    timeout: Any,
+    idempotency_key: str | None,
 ) -> MediaRef:
     body: dict[str, Any] = {"upload_id": ticket.upload_id}
     if digest is not None:
         body["sha256"] = digest
     reply = await transport.request(
-        "POST", "/api/media/upload/complete", body=body, timeout=timeout
+        "POST",
+        "/api/media/upload/complete",
+        body=body,
+        idempotency_key=derived_key(idempotency_key, f"complete {ticket.upload_id}"),
+        timeout=timeout,
     )
     return structure(reply.data, MediaRef, request_id=reply.request_id)
 
@@ -72,11 +102,18 @@ class _Upload:
         on_progress: ProgressCallback | None,
         index: int | None,
         timeout: Any,
+        idempotency_key: str | None,
     ) -> None:
         self.transport, self.storage, self.source = transport, storage, source
         self.checksum, self.timeout = checksum, timeout
         self.on_progress, self.index = on_progress, index
         self.reinit_left = 1
+        self.key, self.inits = idempotency_key, 0
+
+    async def _new_ticket(self) -> UploadTicket:
+        key = derived_key(self.key, f"init {self.inits}")
+        self.inits += 1
+        return await _init(self.transport, self.source, self.timeout, key)
 
     def _progress(self, sent: int) -> None:
         if self.on_progress is not None:
@@ -90,11 +127,11 @@ class _Upload:
             )
 
     async def run(self) -> MediaRef:
-        ticket = await _init(self.transport, self.source, self.timeout)
+        ticket = await self._new_ticket()
         while True:
             ticket, digest = await self._put_until_stored(ticket)
             try:
-                return await _complete(self.transport, ticket, digest, self.timeout)
+                return await _complete(self.transport, ticket, digest, self.timeout, self.key)
             except UploadExpiredError:
                 ticket = await self._reinit(UploadExpiredError)
 
@@ -105,7 +142,7 @@ class _Upload:
                 f"fresh init ({cause}); giving up"
             )
         self.reinit_left -= 1
-        return await _init(self.transport, self.source, self.timeout)
+        return await self._new_ticket()
 
     async def _put_until_stored(self, ticket: UploadTicket) -> tuple[UploadTicket, str | None]:
         retry = 0
@@ -134,6 +171,7 @@ async def upload_source(
     on_progress: ProgressCallback | None,
     index: int | None = None,
     timeout: Any,
+    idempotency_key: str | None = None,
 ) -> MediaRef:
     """Upload one prepared source and return its MediaRef."""
     upload = _Upload(
@@ -144,5 +182,6 @@ async def upload_source(
         on_progress=on_progress,
         index=index,
         timeout=timeout,
+        idempotency_key=idempotency_key,
     )
     return await upload.run()

@@ -16,6 +16,7 @@ from .._transport import Transport
 from .._upload.engine import ProgressCallback, upload_source
 from .._upload.sources import SourceLike, prepare_source
 from .._upload.storage import Storage
+from .._validate import check_idempotency_key
 from ..models import MediaRef
 from ._base import CallTimeout, Resource
 
@@ -44,13 +45,20 @@ class Media(Resource):
         checksum: bool = True,
         on_progress: ProgressCallback | None = None,
         timeout: CallTimeout | NotGiven = NOT_GIVEN,
+        idempotency_key: str | None = None,
     ) -> MediaRef:
         """Upload one source: a path, bytes, a seekable binary file, or an async iterable
         of bytes with ``size=``. Bad input raises InvalidRequestError before any request.
 
         ``timeout`` bounds the ``init`` and ``complete`` calls; the PUT itself has no total
         bound (multi-GB files take what they take) but fails when it stalls.
+        ``idempotency_key`` (1-255 printable ASCII) makes the upload repeatable: ``init``
+        and ``complete`` send keys derived from it, so calling again with the same key and
+        the same bytes (a retried job) returns the same ``media_ref`` instead of uploading
+        a second object, as long as the first ``upload_id`` has not expired.
         """
+        if idempotency_key is not None:
+            check_idempotency_key(idempotency_key)
         return await self._upload(
             source,
             checksum=checksum,
@@ -59,6 +67,7 @@ class Media(Resource):
             filename=filename,
             content_type=content_type,
             size=size,
+            idempotency_key=idempotency_key,
         )
 
     async def upload_many(
@@ -94,6 +103,7 @@ class Media(Resource):
         filename: str | None = None,
         content_type: str | None = None,
         size: int | None = None,
+        idempotency_key: str | None = None,
     ) -> MediaRef:
         async with self._storage.holding():
             prepared = await prepare_source(
@@ -113,4 +123,5 @@ class Media(Resource):
                 on_progress=on_progress,
                 index=index,
                 timeout=timeout,
+                idempotency_key=idempotency_key,
             )

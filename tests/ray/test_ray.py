@@ -1,0 +1,221 @@
+"""``gateway_async.ray`` on a real local Ray (2 CPUs) against the emulator in a subprocess.
+
+One ``ray.init`` for the module; every test uses its own job name, so the emulator's
+counters are compared as differences. Exactly-once is checked where the emulator counts
+it: executions per Idempotency-Key since the test began.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+import ray.cloudpickle
+from ray.data import ActorPoolStrategy
+
+from gateway_async import RunRequest
+from gateway_async.ray import map_runs, map_uploads
+from tests.ray._faults import ExitAfterAnswers, WaitForKill
+from tests.ray.conftest import EmulatorProcess, KillSwitch, Snapshot
+
+pytestmark = pytest.mark.timeout(150)
+
+RUN_COLUMNS = ["run_id", "run_status", "run_output", "run_credits", "run_error_type", "run_error"]
+UPLOAD_COLUMNS = ["media_ref", "media_size", "media_sha256", "upload_error_type", "upload_error"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_runtime(emulator: EmulatorProcess) -> Iterator[None]:
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": emulator.env()},
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def echo(row: dict[str, Any]) -> RunRequest:
+    return RunRequest(model="demo-echo", input={"i": row["id"]})
+
+
+def assert_once_each(emulator: EmulatorProcess, before: Snapshot, rows: int) -> None:
+    """The emulator executed exactly ``rows`` runs since ``before``, one per key."""
+    executed = emulator.snapshot().executions_since(before)
+    assert len(executed) == rows
+    assert set(executed.values()) == {1}
+
+
+def test_2000_rows_run_once_each(emulator: EmulatorProcess) -> None:
+    """Every row runs exactly once and gets its result columns, in the row's order."""
+    assert "GATEWAY_API_KEY" not in os.environ  # only the workers have credentials
+    before = emulator.snapshot()
+    out = map_runs(ray.data.range(2000), job="t-2000", to_request=echo, actors=2)
+    rows = out.take_all()
+    assert_once_each(emulator, before, 2000)
+    assert sorted(row["id"] for row in rows) == list(range(2000))
+    assert all(json.loads(row["run_output"]) == {"i": row["id"]} for row in rows)
+    assert {(row["run_status"], row["run_credits"]) for row in rows} == {("succeeded", "0.0010")}
+    assert out.columns() == ["id", *RUN_COLUMNS]
+
+
+def test_result_and_error_rows(emulator: EmulatorProcess) -> None:
+    """Failed runs, refused requests and varying outputs are rows, in one Arrow schema."""
+    requests = [
+        {"model": "demo-echo", "input": {"text": "a", "nested": [1, {"x": None}]}},
+        {"model": "demo-echo", "input": {"n": 2}},
+        {"model": "demo-echo", "input": {"n": 3}, "params": {"fail": "boom"}},
+        {"model": "no-such-model", "input": {"n": 4}},
+        {"model": "demo-text-embed", "mode": "index", "scope": "bad scope!", "input": {}},
+    ]
+    ds = ray.data.from_items([{"n": n, "body": json.dumps(r)} for n, r in enumerate(requests)])
+
+    def to_request(row: dict[str, Any]) -> RunRequest:
+        return RunRequest.from_dict(json.loads(row["body"]))
+
+    rows = sorted(map_runs(ds, job="t-errors", to_request=to_request).take_all(), key=str)
+    by_n = {row["n"]: row for row in rows}
+    assert json.loads(by_n[0]["run_output"]) == requests[0]["input"]
+    assert by_n[1]["run_status"] == "succeeded"
+    assert (by_n[2]["run_status"], by_n[2]["run_error_type"]) == ("failed", "model_error")
+    assert by_n[2]["run_error"] == "boom"
+    assert (by_n[3]["run_status"], by_n[3]["run_error_type"]) == ("error", "NotFoundError")
+    assert (by_n[4]["run_status"], by_n[4]["run_error_type"]) == ("error", "InvalidRequestError")
+    assert "scope" in by_n[4]["run_error"]
+    assert (by_n[4]["run_id"], by_n[4]["run_output"]) == (None, None)
+
+
+def test_uploads_then_runs(emulator: EmulatorProcess, tmp_path: Path) -> None:
+    """Files upload once each, their media_refs index, a missing file is an error row
+    whose run is not attempted, and a rerun of the same job creates nothing new."""
+    paths = []
+    for n in range(12):
+        path = tmp_path / f"img{n}.bin"
+        path.write_bytes(os.urandom(256) * (n + 1))
+        paths.append(str(path))
+    ds = ray.data.from_items([{"path": p} for p in [*paths, str(tmp_path / "missing.png")]])
+
+    def index(row: dict[str, Any]) -> RunRequest:
+        return RunRequest(
+            model="demo-image-embed", mode="index", scope="t-up", input={"image": row["media_ref"]}
+        )
+
+    def pipeline() -> list[dict[str, Any]]:
+        uploaded = map_uploads(ds, job="t-up", actors=2)
+        return map_runs(uploaded, job="t-up", to_request=index, actors=2).take_all()
+
+    before = emulator.snapshot()
+    rows = {row["path"]: row for row in pipeline()}
+    first = emulator.snapshot()
+    assert (first.uploads_initiated - before.uploads_initiated) == 12
+    assert (first.uploads_completed - before.uploads_completed) == 12
+    assert_once_each(emulator, before, 12)
+    for path in paths:
+        row = rows[path]
+        data = Path(path).read_bytes()
+        assert (row["media_size"], row["media_sha256"]) == (
+            len(data),
+            hashlib.sha256(data).hexdigest(),
+        )
+        assert row["media_ref"].startswith("mref_")
+        assert row["run_status"] == "succeeded"
+    missing = rows[str(tmp_path / "missing.png")]
+    assert (missing["media_ref"], missing["upload_error_type"]) == (None, "InvalidRequestError")
+    assert (missing["run_status"], missing["run_error_type"]) == ("error", "NotAttemptedError")
+    assert list(missing) == ["path", *UPLOAD_COLUMNS, *RUN_COLUMNS]
+
+    again = {row["path"]: row["media_ref"] for row in pipeline()}
+    after = emulator.snapshot()
+    assert (after.uploads_initiated, after.executions) == (
+        first.uploads_initiated,
+        first.executions,
+    )
+    assert again == {path: row["media_ref"] for path, row in rows.items()}
+    assert after.credential_leaks == 0
+
+
+def test_error_that_dooms_every_row_stops_the_job(emulator: EmulatorProcess) -> None:
+    """A 401 is not an error row: the job fails with the AuthenticationError."""
+    before = emulator.snapshot()
+    out = map_runs(ray.data.range(20), job="t-401", to_request=echo, actors=1, api_key="gk_bad")
+    with pytest.raises(ray.exceptions.RayTaskError, match="AuthenticationError: 401") as info:
+        out.take_all()
+    assert "gk_bad" not in str(info.value)
+    assert emulator.snapshot().executions == before.executions
+
+
+def test_credentials_from_the_environment_stay_out_of_the_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A key in the driver's environment is never read there, so never pickled."""
+    monkeypatch.setenv("GATEWAY_API_KEY", "gk_driver_secret_123")
+    out = map_runs(ray.data.range(3), job="t-plan", to_request=echo)
+    assert b"gk_driver_secret_123" not in ray.cloudpickle.dumps(out)
+
+
+def test_limit_at_least_a_batch_is_pushed_ahead_of_the_runs(emulator: EmulatorProcess) -> None:
+    """limit(n) with n >= batch_size runs exactly n rows (Ray moves the limit upstream)."""
+    before = emulator.snapshot()
+    out = map_runs(ray.data.range(1000), job="t-limit", to_request=echo, actors=2)
+    assert len(out.limit(300).take_all()) == 300
+    assert_once_each(emulator, before, 300)
+
+
+def run_with(udf: type, rows: int, job: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """``ds.map_batches`` with a GatewayRunner subclass, as a user of the class would."""
+    return (
+        ray.data.range(rows, override_num_blocks=6)
+        .map_batches(
+            udf,
+            fn_constructor_kwargs={"job": job, "to_request": echo, **kwargs},
+            compute=ActorPoolStrategy(size=2),
+            num_cpus=0.25,
+            batch_size=50,
+            batch_format="pyarrow",
+        )
+        .take_all()
+    )
+
+
+def assert_exactly_once_after_death(
+    emulator: EmulatorProcess, before: Snapshot, rows: list[dict[str, Any]], n: int, job: str
+) -> None:
+    assert sorted(row["id"] for row in rows) == list(range(n))
+    assert {row["run_status"] for row in rows} == {"succeeded"}
+    assert_once_each(emulator, before, n)
+    rerun = emulator.snapshot()
+    again = map_runs(ray.data.range(n), job=job, to_request=echo, actors=2).take_all()
+    assert emulator.snapshot().executions == rerun.executions  # the same job executes nothing
+    assert {row["run_id"] for row in again} == {row["run_id"] for row in rows}
+
+
+def test_actor_exiting_after_the_gateway_answered(
+    emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    """os._exit mid-job: Ray restarts the actor and re-runs its batches, which replay."""
+    before = emulator.snapshot()
+    rows = run_with(ExitAfterAnswers, 300, "t-exit", marker=str(tmp_path / "died"))
+    assert (tmp_path / "died").exists()
+    assert_exactly_once_after_death(emulator, before, rows, 300, "t-exit")
+
+
+def test_worker_process_sigkilled_mid_batch(emulator: EmulatorProcess, tmp_path: Path) -> None:
+    """SIGKILL of the actor's worker process while it holds answered rows."""
+    switch = KillSwitch(lambda pid: os.kill(pid, signal.SIGKILL))
+    try:
+        before = emulator.snapshot()
+        rows = run_with(WaitForKill, 300, "t-kill", marker=str(tmp_path / "m"), port=switch.port)
+        assert switch.fired.is_set()
+    finally:
+        switch.close()
+    assert_exactly_once_after_death(emulator, before, rows, 300, "t-kill")
