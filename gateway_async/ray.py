@@ -206,8 +206,8 @@ class _GatewayActor:
     def __del__(self) -> None:
         """Close the Gateway on its own loop when Ray drops the actor's UDF (a graceful
         actor exit deletes it), so no "Unclosed client session" is left behind."""
-        gateway, loop = self._gateway, self._loop
-        self._gateway = None
+        gateway, loop = getattr(self, "_gateway", None), getattr(self, "_loop", None)
+        self._gateway = None  # (the getattr: an __init__ that refused its arguments set none)
         if gateway is None or loop is None or loop.is_closed():
             return
         if not loop.is_running():
@@ -428,12 +428,12 @@ def _map(
     kwargs: dict[str, Any],
 ) -> ray.data.Dataset:
     """Validate, then add the map stage (nothing runs until the dataset is consumed)."""
-    if not isinstance(ds, ray.data.Dataset):
-        raise _fail("ds", f"must be a ray.data.Dataset, not {type(ds).__name__}")
     actors = _positive_int(actors, "actors")
     batch_size = _positive_int(batch_size, "batch_size")
     num_cpus = _positive_number(num_cpus, "num_cpus")
     udf(**kwargs)  # refuse bad arguments now, on the driver, not in every actor
+    if not isinstance(ds, ray.data.Dataset):
+        raise _fail("ds", f"must be a ray.data.Dataset, not {type(ds).__name__}")
     return ds.map_batches(
         udf,
         fn_constructor_kwargs=kwargs,

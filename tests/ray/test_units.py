@@ -1,0 +1,120 @@
+"""``gateway_async.ray`` without a Ray runtime: keys, argument checks, the import guard,
+and the actor's client life cycle driven the way Ray drives it (built on one thread,
+called on an event loop running in another)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from gateway_async import ConfigurationError, InvalidRequestError, RunRequest
+from gateway_async.ray import GatewayRunner, GatewayUploader, idempotency_key, map_runs, map_uploads
+from tests.ray.conftest import EmulatorProcess
+
+
+def echo(row: dict[str, Any]) -> RunRequest:
+    return RunRequest(model="demo-echo", input={"i": row["id"]})
+
+
+def test_keys_are_stable_and_distinct() -> None:
+    """Same job and material: same key, whatever the form; anything else: another key."""
+    key = idempotency_key("photos 2026/12", {"b": 1, "a": [1, 2]})
+    assert key == idempotency_key("photos 2026/12", {"a": [1, 2], "b": 1})
+    assert idempotency_key("j", "row-1") == idempotency_key("j", b"row-1")
+    others = {idempotency_key("j", "row-2"), idempotency_key("k", "row-1"), key}
+    assert len(others | {idempotency_key("j", "row-1")}) == 4
+    assert key.startswith("photos_2026_12-")
+    assert len(key) <= 255
+    assert all(32 < ord(ch) < 127 for ch in key + idempotency_key("é" * 300, "x"))
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda: idempotency_key("", "x"), "job"),
+        (lambda: map_runs(None, job=" ", to_request=echo), "job"),  # type: ignore[arg-type]
+        (lambda: map_runs(None, job="j", to_request="nope"), "to_request"),  # type: ignore[arg-type]
+        (lambda: map_runs(None, job="j", to_request=echo, actors=0), "actors"),  # type: ignore[arg-type]
+        (lambda: map_runs(None, job="j", to_request=echo, batch_size=True), "batch_size"),  # type: ignore[arg-type]
+        (lambda: map_runs(None, job="j", to_request=echo, num_cpus=0), "num_cpus"),  # type: ignore[arg-type]
+        (lambda: map_runs(None, job="j", to_request=echo, concurrency=-1), "concurrency"),  # type: ignore[arg-type]
+        (lambda: map_runs(None, job="j", to_request=echo), "ds"),  # type: ignore[arg-type]
+        (lambda: map_uploads([], job="j", path_column=""), "path_column"),  # type: ignore[arg-type]
+        (lambda: map_uploads([], job="j", key_column=3), "key_column"),  # type: ignore[arg-type]
+        (lambda: GatewayRunner(job="j", to_request=echo, gateway_kwargs=[1]), "gateway_kwargs"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_arguments_fail_on_the_driver(call: Any, field: str) -> None:
+    """Each bad argument raises InvalidRequestError naming it, before Ray runs anything."""
+    with pytest.raises(InvalidRequestError) as info:
+        call()
+    assert info.value.field == field
+
+
+def test_classes_build_without_credentials_and_hide_a_given_key() -> None:
+    """Building needs no credentials (only the workers do); a given key never shows."""
+    uploader = GatewayUploader(job="j")
+    runner = GatewayRunner(job="j", to_request=echo, api_key="gk_visible_secret")
+    assert "gk_visible_secret" not in repr(runner) + repr(vars(runner)) + repr(uploader)
+
+
+def test_import_without_ray_says_how_to_install() -> None:
+    """Without Ray, importing the module raises ImportError with the pip command, and
+    ``import gateway_async`` never imports Ray or pyarrow."""
+    code = (
+        "import sys\n"
+        "import gateway_async\n"
+        "assert 'ray' not in sys.modules and 'pyarrow' not in sys.modules\n"
+        "sys.modules['ray'] = None\n"
+        "try:\n"
+        "    import gateway_async.ray\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'gateway-async[ray]'" in out.stdout
+
+
+@pytest.fixture
+def actor_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop on its own thread, as Ray Data runs an async UDF's calls."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+def test_actor_client_lives_in_its_loop_and_closes_with_the_actor(
+    emulator: EmulatorProcess, actor_loop: asyncio.AbstractEventLoop
+) -> None:
+    """The Gateway is created on the first call, in the calling loop, and closed on that
+    loop when the UDF object is dropped (as Ray's graceful actor exit does): no warning
+    about an unclosed session (warnings are errors here)."""
+    runner = GatewayRunner(
+        job="t-units", to_request=echo, api_key=emulator.api_key, base_url=emulator.base_url
+    )
+    batch = pa.table({"id": [1, 2, 3]})
+    out = asyncio.run_coroutine_threadsafe(runner(batch), actor_loop).result(60)
+    assert out.column("run_status").to_pylist() == ["succeeded"] * 3
+    gateway = runner._gateway
+    assert gateway is not None
+    del runner
+    gc.collect()
+    closed = asyncio.run_coroutine_threadsafe(
+        gateway.runs.create(model="demo-echo", input={}), actor_loop
+    )
+    with pytest.raises(ConfigurationError, match="closed"):
+        closed.result(60)
