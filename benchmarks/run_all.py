@@ -24,6 +24,7 @@ SCENARIOS: list[tuple[str, list[str]]] = [
     ("uploads_bench", ["--rounds", "7"]),
     ("pipeline_bench", []),
     ("pipeline_bench", ["--files", "2000", "--latency", "0.01-0.03"]),
+    ("ray_bench", []),
 ]
 HEADER = """# Benchmark results
 
