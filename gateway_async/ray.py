@@ -27,7 +27,9 @@ import json
 import os
 import re
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Any, ClassVar, Final, TypeAlias, TypeVar
+from typing import Any, ClassVar, Final, TypeAlias, TypedDict, TypeVar, Unpack
+
+import attrs
 
 try:
     import pyarrow as pa
@@ -52,7 +54,14 @@ from gateway_async import (
     RunRequest,
 )
 
-__all__ = ["GatewayRunner", "GatewayUploader", "idempotency_key", "map_runs", "map_uploads"]
+__all__ = [
+    "ActorOptions",
+    "GatewayRunner",
+    "GatewayUploader",
+    "idempotency_key",
+    "map_runs",
+    "map_uploads",
+]
 
 T = TypeVar("T")
 Row: TypeAlias = dict[str, Any]
@@ -137,25 +146,37 @@ class _Secret:
         return "'***'"
 
 
+class ActorOptions(TypedDict, total=False):
+    """The keyword arguments both classes (and helpers) share."""
+
+    key_column: str | None  # the row's identity for its keys (default: body / file)
+    concurrency: int  # calls in flight per actor (default 32 for runs, 8 for uploads)
+    api_key: str | None  # default: the worker's GATEWAY_API_KEY
+    base_url: str | None  # default: the worker's GATEWAY_BASE_URL
+    gateway_kwargs: Mapping[str, Any] | None  # more Gateway(...) arguments
+
+
 class _GatewayActor:
     """What both callable classes share: the lazy per-actor client, the bound on calls in
     flight, the fan-out of a batch's rows, and the result columns."""
 
     _columns: ClassVar[tuple[tuple[str, pa.DataType], ...]]
     _dooming: ClassVar[tuple[type[GatewayError], ...]]
+    _concurrency_default: ClassVar[int]
 
     def __init__(
         self,
         *,
         job: str,
-        key_column: str | None,
-        concurrency: int,
-        api_key: str | None,
-        base_url: str | None,
-        gateway_kwargs: Mapping[str, Any] | None,
+        key_column: str | None = None,
+        concurrency: int | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        gateway_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self._job = _check_job(job)
         self._key_column = None if key_column is None else _check_column(key_column, "key_column")
+        concurrency = self._concurrency_default if concurrency is None else concurrency
         self._concurrency = _positive_int(concurrency, "concurrency")
         if gateway_kwargs is not None and not isinstance(gateway_kwargs, Mapping):
             raise _fail("gateway_kwargs", "must be a dict of Gateway(...) keyword arguments")
@@ -213,7 +234,9 @@ class _GatewayActor:
         if not loop.is_running():
             loop.run_until_complete(gateway.aclose())
         elif _loop_thread_is_current(loop):
-            _closing.add(loop.create_task(gateway.aclose()))
+            task = loop.create_task(gateway.aclose())
+            _closing.add(task)  # a strong reference until it is done
+            task.add_done_callback(_closing.discard)
         else:
             asyncio.run_coroutine_threadsafe(gateway.aclose(), loop).result(_CLOSE_TIMEOUT)
 
@@ -282,26 +305,12 @@ class GatewayRunner(_GatewayActor):
 
     _columns = RUN_COLUMNS
     _dooming = _RUN_DOOMING
+    _concurrency_default = 32
 
     def __init__(
-        self,
-        *,
-        job: str,
-        to_request: Callable[[Row], RunRequest],
-        key_column: str | None = None,
-        concurrency: int = 32,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        gateway_kwargs: Mapping[str, Any] | None = None,
+        self, *, job: str, to_request: Callable[[Row], RunRequest], **options: Unpack[ActorOptions]
     ) -> None:
-        super().__init__(
-            job=job,
-            key_column=key_column,
-            concurrency=concurrency,
-            api_key=api_key,
-            base_url=base_url,
-            gateway_kwargs=gateway_kwargs,
-        )
+        super().__init__(job=job, **options)
         if not callable(to_request):
             raise _fail("to_request", "must be a function of a row that returns a RunRequest")
         self._to_request = to_request
@@ -326,16 +335,7 @@ class GatewayRunner(_GatewayActor):
             raise _fail("to_request", f"returned {type(request).__name__}, not a RunRequest")
         if request.idempotency_key is not None:
             return request
-        key = self._key(row, "run", request.to_body)
-        return RunRequest(
-            model=request.model,
-            input=request.input,
-            mode=request.mode,
-            scope=request.scope,
-            params=request.params,
-            options=request.options,
-            idempotency_key=key,
-        )
+        return attrs.evolve(request, idempotency_key=self._key(row, "run", request.to_body))
 
 
 def _run_values(run: Run) -> Values:
@@ -364,26 +364,12 @@ class GatewayUploader(_GatewayActor):
 
     _columns = UPLOAD_COLUMNS
     _dooming = _UPLOAD_DOOMING
+    _concurrency_default = 8
 
     def __init__(
-        self,
-        *,
-        job: str,
-        path_column: str = "path",
-        key_column: str | None = None,
-        concurrency: int = 8,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        gateway_kwargs: Mapping[str, Any] | None = None,
+        self, *, job: str, path_column: str = "path", **options: Unpack[ActorOptions]
     ) -> None:
-        super().__init__(
-            job=job,
-            key_column=key_column,
-            concurrency=concurrency,
-            api_key=api_key,
-            base_url=base_url,
-            gateway_kwargs=gateway_kwargs,
-        )
+        super().__init__(job=job, **options)
         self._path_column = _check_column(path_column, "path_column")
 
     async def _row(self, gateway: Gateway, row: Row) -> Values:
@@ -451,29 +437,19 @@ def map_runs(
     *,
     job: str,
     to_request: Callable[[Row], RunRequest],
-    key_column: str | None = None,
     actors: int = 4,
     batch_size: int = 256,
-    concurrency: int = 32,
     num_cpus: float = DEFAULT_NUM_CPUS,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    gateway_kwargs: Mapping[str, Any] | None = None,
+    **options: Unpack[ActorOptions],
 ) -> ray.data.Dataset:
     """Run ``to_request(row)`` for every row on a pool of ``actors`` and add the run columns
     (``run_id``, ``run_status``, ``run_output``, ``run_credits``, ``run_error_type``,
     ``run_error``). Rows whose upload failed are not run. Each run's key comes from
     ``job`` and ``key_column`` (else the request body), so a rerun of the job replays.
+    ``options``: ``key_column``, ``concurrency`` (32 per actor), ``api_key``, ``base_url``,
+    ``gateway_kwargs``.
     """
-    kwargs = {
-        "job": job,
-        "to_request": to_request,
-        "key_column": key_column,
-        "concurrency": concurrency,
-        "api_key": api_key,
-        "base_url": base_url,
-        "gateway_kwargs": gateway_kwargs,
-    }
+    kwargs = {"job": job, "to_request": to_request, **options}
     return _map(
         ds, GatewayRunner, actors=actors, batch_size=batch_size, num_cpus=num_cpus, kwargs=kwargs
     )
@@ -484,33 +460,18 @@ def map_uploads(
     *,
     job: str,
     path_column: str = "path",
-    key_column: str | None = None,
     actors: int = 4,
     batch_size: int = 64,
-    concurrency: int = 8,
     num_cpus: float = DEFAULT_NUM_CPUS,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    gateway_kwargs: Mapping[str, Any] | None = None,
+    **options: Unpack[ActorOptions],
 ) -> ray.data.Dataset:
     """Upload the file named in ``path_column`` of every row and add ``media_ref``,
     ``media_size``, ``media_sha256``, ``upload_error_type`` and ``upload_error``. Each
     upload's key comes from ``job`` and ``key_column`` (else the path, size and mtime).
+    ``options``: ``key_column``, ``concurrency`` (8 per actor), ``api_key``, ``base_url``,
+    ``gateway_kwargs``.
     """
-    kwargs = {
-        "job": job,
-        "path_column": path_column,
-        "key_column": key_column,
-        "concurrency": concurrency,
-        "api_key": api_key,
-        "base_url": base_url,
-        "gateway_kwargs": gateway_kwargs,
-    }
+    kwargs = {"job": job, "path_column": path_column, **options}
     return _map(
-        ds,
-        GatewayUploader,
-        actors=actors,
-        batch_size=batch_size,
-        num_cpus=num_cpus,
-        kwargs=kwargs,
+        ds, GatewayUploader, actors=actors, batch_size=batch_size, num_cpus=num_cpus, kwargs=kwargs
     )
