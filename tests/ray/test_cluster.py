@@ -17,7 +17,7 @@ from gateway_async import RunRequest
 from tests.ray._faults import WaitForKill
 from tests.ray.conftest import EmulatorProcess, KillSwitch
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(240)
 ROWS = 400
 
 
