@@ -224,6 +224,13 @@ class _GatewayActor:
             return idempotency_key(self._job, [stage, str(row[self._key_column])])
         return idempotency_key(self._job, [stage, fallback()])
 
+    async def aclose(self) -> None:
+        """Close the actor's Gateway, for use outside Ray (inside Ray, dropping the object
+        does it). Safe to call twice; a later call builds a new Gateway."""
+        gateway, self._gateway = self._gateway, None
+        if gateway is not None:
+            await gateway.aclose()
+
     def __del__(self) -> None:
         """Close the Gateway on its own loop when Ray drops the actor's UDF (a graceful
         actor exit deletes it), so no "Unclosed client session" is left behind."""

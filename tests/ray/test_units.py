@@ -10,12 +10,19 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from gateway_async import ConfigurationError, InvalidRequestError, RunRequest
+from gateway_async import (
+    ConfigurationError,
+    InsufficientFundsError,
+    InvalidRequestError,
+    RunRequest,
+)
+from gateway_async.emulator import Emulator
 from gateway_async.ray import GatewayRunner, GatewayUploader, idempotency_key, map_runs, map_uploads
 from tests.ray.conftest import EmulatorProcess
 
@@ -118,3 +125,21 @@ def test_actor_client_lives_in_its_loop_and_closes_with_the_actor(
     )
     with pytest.raises(ConfigurationError, match="closed"):
         closed.result(60)
+
+
+async def test_errors_that_doom_every_row_are_raised_not_rows() -> None:
+    """A 402, or a worker without credentials, raises out of the batch (Ray then stops
+    the job) instead of becoming error rows."""
+    batch = pa.table({"id": [1, 2, 3]})
+    async with Emulator(initial_balance=Decimal("0")) as emu:
+        runner = GatewayRunner(
+            job="t-402", to_request=echo, api_key=emu.api_key, base_url=emu.base_url
+        )
+        try:
+            with pytest.raises(InsufficientFundsError):
+                await runner(batch)
+        finally:
+            await runner.aclose()
+        assert emu.stats.executions == 0
+    with pytest.raises(ConfigurationError, match="GATEWAY_API_KEY"):
+        await GatewayRunner(job="t-no-key", to_request=echo)(batch)
