@@ -82,6 +82,8 @@ class EmulatorProcess:
             "GATEWAY_API_KEY": self.api_key,
             "GATEWAY_BASE_URL": self.base_url,
             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            # Shown in the workers' logs, where test_ray checks that no session leaked.
+            "PYTHONWARNINGS": "default::ResourceWarning",
         }
 
     def close(self) -> None:

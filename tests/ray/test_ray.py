@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,3 +216,27 @@ def test_worker_process_sigkilled_mid_batch(emulator: EmulatorProcess, tmp_path:
     finally:
         switch.close()
     assert_exactly_once_after_death(emulator, before, rows, 300, "t-kill")
+
+
+def wait_for_exit(pid: int) -> None:
+    """Block until process ``pid`` (not our child) has exited: a pidfd turns readable."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        assert select.select([fd], [], [], 60)[0], f"worker {pid} did not exit"
+    finally:
+        os.close(fd)
+
+
+def test_released_actors_closed_their_sessions() -> None:
+    """Last in the module: every map actor above, once Ray released it, exited without
+    aiohttp's "Unclosed client session" in its log (its Gateway was closed on its loop)."""
+    logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path())
+    actors = [err for err in logs.glob("worker-*.err") if "MapWorker(" in err.read_text()]
+    assert actors
+    for err in actors:
+        wait_for_exit(int(err.stem.rsplit("-", 1)[1]))
+    leaks = [err.name for err in actors if "Unclosed client session" in err.read_text()]
+    assert leaks == []
