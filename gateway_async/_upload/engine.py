@@ -46,7 +46,7 @@ class UploadProgress:
 ProgressCallback = Callable[[UploadProgress], Any]
 
 
-def derived_key(key: str | None, purpose: str) -> str | None:
+def _derived_key(key: str | None, purpose: str) -> str | None:
     """The key of one call of an upload: a hash, so it stays within 255 characters, and
     distinct per call (init, each re-init, complete per upload_id) since the Gateway
     answers 409 to one key sent with two different bodies."""
@@ -83,7 +83,7 @@ async def _complete(
         "POST",
         "/api/media/upload/complete",
         body=body,
-        idempotency_key=derived_key(idempotency_key, f"complete {ticket.upload_id}"),
+        idempotency_key=_derived_key(idempotency_key, f"complete {ticket.upload_id}"),
         timeout=timeout,
     )
     return structure(reply.data, MediaRef, request_id=reply.request_id)
@@ -111,7 +111,7 @@ class _Upload:
         self.key, self.inits = idempotency_key, 0
 
     async def _new_ticket(self) -> UploadTicket:
-        key = derived_key(self.key, f"init {self.inits}")
+        key = _derived_key(self.key, f"init {self.inits}")
         self.inits += 1
         return await _init(self.transport, self.source, self.timeout, key)
 
