@@ -64,6 +64,19 @@ class GatewayError(Exception):
         super().__init__(message)
         self.message = message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's default pickling calls cls(*args), which the keyword-only fields of the
+        # subclasses refuse; errors cross processes (multiprocessing, Ray), so rebuild from
+        # the attributes instead. The traceback and chained exceptions are not carried.
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+def _restore(cls: type[GatewayError], args: tuple[Any, ...], state: dict[str, Any]) -> GatewayError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class InvalidRequestError(GatewayError, ValueError):
     """A request the SDK refuses before sending: ``field`` names the culprit."""

@@ -112,3 +112,46 @@ def test_errors_never_carry_the_key() -> None:
     err = error_from_response(401, b'{"error": {"code": "unauthorized", "message": "bad key"}}')
     assert TEST_KEY not in str(err)
     assert TEST_KEY not in repr(err)
+
+
+def test_every_error_survives_pickling() -> None:
+    """Errors cross process boundaries (multiprocessing, Ray) with their fields intact."""
+    import pickle
+
+    import gateway_async
+    import gateway_async as ga
+
+    reason = ga.AuthenticationError("bad key", status_code=401, code="unauthorized")
+    made: list[ga.GatewayError] = [
+        ga.InvalidRequestError("scope: bad", field="scope"),
+        ga.ConfigurationError("no key"),
+        ga.NotAttemptedError("skipped", reason=reason),
+        ga.APIConnectionError("reset"),
+        ga.APITimeoutError("slow"),
+        ga.APIResponseValidationError("bad body", status_code=200, request_id="req_1"),
+        ga.UploadError("refused", status_code=403, retryable=True),
+        ga.RateLimitError(
+            "slow down", status_code=429, code="rate_limited", request_id="r", retry_after=3.0
+        ),
+        ga.APIStatusError("teapot", status_code=418, code="teapot", details={"a": 1}),
+    ]
+    exported = {
+        getattr(gateway_async, name)
+        for name in gateway_async.__all__
+        if isinstance(getattr(gateway_async, name), type)
+        and issubclass(getattr(gateway_async, name), ga.GatewayError)
+    }
+    status_classes = {c for c in exported if issubclass(c, ga.APIStatusError)}
+    made += [
+        cls("m", status_code=500, code="c", details={"x": 1}, request_id="req")
+        for cls in sorted(status_classes, key=lambda c: c.__name__)
+    ]
+
+    def shape(error: BaseException) -> Any:
+        fields = {
+            k: shape(v) if isinstance(v, BaseException) else v for k, v in vars(error).items()
+        }
+        return (type(error), str(error), fields)
+
+    for error in made:
+        assert shape(pickle.loads(pickle.dumps(error))) == shape(error)
