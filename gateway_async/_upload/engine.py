@@ -13,6 +13,7 @@ never corrupt or duplicate.
   every ``complete`` sends a key derived from it, so an upload repeated by a retried job
   (a Ray task, a restarted worker) replays the same ``upload_id`` and ``media_ref``
   instead of creating a second upload. Without one, each call gets a fresh random key.
+- An init answered with ``parts`` (contract version 2) hands over to ``multipart.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from .._convert import structure
 from .._errors import UploadError, UploadExpiredError
 from .._transport import Transport
 from ..models import MediaRef, UploadTicket
+from .multipart import Multipart
+from .parts import MultipartTicket, structure_ticket
+from .resume import ResumeJournal
 from .sources import Source
 from .storage import PutOutcome, Storage, TicketRefused
 
@@ -57,7 +61,7 @@ def _derived_key(key: str | None, purpose: str) -> str | None:
 
 async def _init(
     transport: Transport, source: Source, timeout: Any, idempotency_key: str | None
-) -> UploadTicket:
+) -> UploadTicket | MultipartTicket:
     body = {"filename": source.filename, "content_type": source.content_type, "size": source.size}
     reply = await transport.request(
         "POST",
@@ -66,7 +70,7 @@ async def _init(
         idempotency_key=idempotency_key,
         timeout=timeout,
     )
-    return structure(reply.data, UploadTicket, request_id=reply.request_id)
+    return structure_ticket(reply.data, reply.request_id)
 
 
 async def _complete(
@@ -103,19 +107,32 @@ class _Upload:
         index: int | None,
         timeout: Any,
         idempotency_key: str | None,
+        part_concurrency: int,
+        journal: ResumeJournal | None,
     ) -> None:
         self.transport, self.storage, self.source = transport, storage, source
         self.checksum, self.timeout = checksum, timeout
         self.on_progress, self.index = on_progress, index
+        self.part_concurrency, self.journal = part_concurrency, journal
         self.reinit_left = 1
         self.key, self.inits = idempotency_key, 0
 
-    async def _new_ticket(self) -> UploadTicket:
+    async def init(self) -> UploadTicket | MultipartTicket:
+        """``POST /api/media/upload/init``: one URL or, above the server's limit, parts."""
         key = _derived_key(self.key, f"init {self.inits}")
         self.inits += 1
         return await _init(self.transport, self.source, self.timeout, key)
 
-    def _progress(self, sent: int) -> None:
+    async def _new_ticket(self) -> UploadTicket:
+        ticket = await self.init()
+        if isinstance(ticket, MultipartTicket):
+            raise UploadError(
+                f"{self.source.identity}: the server switched from a single upload URL to "
+                "multipart mid-upload; upload the file again"
+            )
+        return ticket
+
+    def progress(self, sent: int) -> None:
         if self.on_progress is not None:
             self.on_progress(
                 UploadProgress(
@@ -127,7 +144,14 @@ class _Upload:
             )
 
     async def run(self) -> MediaRef:
-        ticket = await self._new_ticket()
+        multipart = Multipart(self)
+        resumed = await multipart.resume()
+        if resumed is not None:
+            return resumed
+        first = await self.init()
+        if isinstance(first, MultipartTicket):
+            return await multipart.upload(first)
+        ticket = first
         while True:
             ticket, digest = await self._put_until_stored(ticket)
             try:
@@ -148,10 +172,10 @@ class _Upload:
         retry = 0
         while True:
             try:
-                digest = await self.storage.put(
-                    ticket, self.source, checksum=self.checksum, on_write=self._progress
+                stored = await self.storage.put(
+                    ticket, self.source, checksum=self.checksum, on_write=self.progress
                 )
-                return ticket, digest
+                return ticket, stored.digest
             except TicketRefused as refused:
                 ticket = await self._reinit(refused.status)
             except PutOutcome as failed:
@@ -172,6 +196,8 @@ async def upload_source(
     index: int | None = None,
     timeout: Any,
     idempotency_key: str | None = None,
+    part_concurrency: int = 4,
+    journal: ResumeJournal | None = None,
 ) -> MediaRef:
     """Upload one prepared source and return its MediaRef."""
     upload = _Upload(
@@ -183,5 +209,7 @@ async def upload_source(
         index=index,
         timeout=timeout,
         idempotency_key=idempotency_key,
+        part_concurrency=part_concurrency,
+        journal=journal,
     )
     return await upload.run()

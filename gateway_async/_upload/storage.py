@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 import aiohttp
+import attrs
 from aiohttp import payload
 from aiohttp.abc import AbstractStreamWriter
 from yarl import URL
@@ -30,7 +31,7 @@ from .files import LocalFiles
 from .payload import StreamingBody
 from .sources import Source
 
-__all__ = ["PutOutcome", "Storage", "TicketRefused"]
+__all__ = ["PutOutcome", "Storage", "Stored", "TicketRefused"]
 
 _RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 _REFUSED_STATUSES: Final = frozenset({403, 410})  # signature expired or refused: init again
@@ -131,6 +132,15 @@ class _StallGuard:
         self._watch.release(self._task)
 
 
+@attrs.frozen
+class Stored:
+    """A PUT that storage accepted: the body's sha256 (when asked) and storage's ETag
+    (exactly as sent, quotes included; multipart ``complete`` needs it back)."""
+
+    digest: str | None
+    etag: str | None
+
+
 class Storage:
     """Owns the storage session and the client-wide bound on concurrent PUTs."""
 
@@ -186,8 +196,8 @@ class Storage:
         *,
         checksum: bool,
         on_write: Callable[[int], None],
-    ) -> str | None:
-        """Send ``source`` to the ticket's URL once; return its sha256 (when asked)."""
+    ) -> Stored:
+        """Send ``source`` to the ticket's URL once; its sha256 (when asked) and ETag."""
         watch = self._deadlines()
         session, slots = self._ensure()
         task = asyncio.current_task()
@@ -209,7 +219,7 @@ class Storage:
         async with slots:
             guard = _StallGuard(watch, task, self.stall_timeout, body)
             try:
-                status, retry_after, text = await self._send(
+                status, retry_after, text, etag = await self._send(
                     session, ticket, body, headers, has_type
                 )
             except asyncio.CancelledError:
@@ -230,7 +240,7 @@ class Storage:
         self._classify(status, retry_after, redact(text, ticket.upload_url))
         if small:
             on_write(source.size)
-        return digest
+        return Stored(digest, etag)
 
     async def _send(
         self,
@@ -239,7 +249,7 @@ class Storage:
         body: payload.Payload,
         headers: Mapping[str, str],
         has_type: bool,
-    ) -> tuple[int, float | None, str]:
+    ) -> tuple[int, float | None, str, str | None]:
         async with session.request(
             ticket.method,
             URL(ticket.upload_url, encoded=True),  # byte for byte: re-quoting breaks signatures
@@ -248,12 +258,13 @@ class Storage:
             allow_redirects=False,
             skip_auto_headers=None if has_type else _NO_TYPE,
         ) as resp:
+            etag = resp.headers.get("ETag")
             if 200 <= resp.status < 300 and resp.content.at_eof():
-                return resp.status, None, ""  # the usual answer: nothing more to read
+                return resp.status, None, "", etag  # the usual answer: nothing more to read
             text = (await resp.content.read(_MAX_ERROR_BODY)).decode("utf-8", "replace")
             if resp.headers.get("Content-Encoding", "identity").lower() != "identity":
                 text = f"({resp.headers['Content-Encoding'][:40]} body)"
-            return resp.status, parse_retry_after(resp.headers.get("Retry-After")), text
+            return resp.status, parse_retry_after(resp.headers.get("Retry-After")), text, etag
 
     @staticmethod
     def _put_failed(exc: Exception, ticket: UploadTicket) -> GatewayError | PutOutcome:

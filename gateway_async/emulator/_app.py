@@ -21,6 +21,7 @@ from ._core import CORE, CREDENTIAL, Core
 from ._errors import ApiError
 from ._faults import Decision
 from ._marketplace import get_model, list_models
+from ._multipart import put_part, refresh_parts, show_upload
 from ._openapi import openapi
 from ._runs import create_run
 from ._storage import put_object
@@ -33,6 +34,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/api/runs", create_run),
     ("POST", "/api/media/upload/init", init_upload),
     ("POST", "/api/media/upload/complete", complete_upload),
+    ("POST", "/api/media/upload/parts", refresh_parts),
+    ("GET", "/api/media/upload/{upload_id}", show_upload),
     ("GET", "/api/marketplace/models", list_models),
     ("GET", "/api/marketplace/models/{slug}", get_model),
     ("GET", "/api/billing/wallet", wallet),
@@ -147,4 +150,5 @@ def build_storage_app(core: Core) -> web.Application:
     app = web.Application()
     app[CORE] = core
     app.router.add_put("/storage/{upload_id}", put_object)
+    app.router.add_put("/storage/{upload_id}/parts/{part_number}", put_part)
     return app

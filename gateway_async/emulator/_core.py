@@ -20,6 +20,7 @@ from ._errors import ApiError
 from ._faults import FaultInjector, Faults
 from ._idempotency import Answer, Idempotency
 from ._models import Catalogue
+from ._multipart_state import MultipartStore
 from ._ratelimit import RateLimit, TokenBuckets
 from ._state import Clock, State
 from ._stats import EmulatorStats
@@ -36,6 +37,8 @@ class Settings:
     max_upload_size: int
     upload_ttl: float
     clock: Clock
+    multipart_threshold: int | None = None  # None: a version-1 server (never answers parts)
+    part_size: int = 64 * 1024**2
 
 
 class Core:
@@ -65,6 +68,7 @@ class Core:
         self.media_root = root / "media"
         for sub in ("objects", "uploads", "tmp"):
             (self.media_root / sub).mkdir(parents=True, exist_ok=True)
+        self.multipart = MultipartStore(db, self.media_root / "parts")
         self.storage_url = ""
         self._embeddings: dict[str, list[float]] = {}
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-TABLES = ("meta", "uploads", "media", "usage", "idempotency", "vectors")
+TABLES = ("meta", "uploads", "media", "usage", "idempotency", "vectors", "multipart")
 
 
 class Db:

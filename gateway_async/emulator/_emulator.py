@@ -58,12 +58,24 @@ class Emulator:
         rate_limit: RateLimit | None = None,
         clock: Callable[[], float] = time.time,
         extra_models: Iterable[Mapping[str, Any]] = (),
+        multipart_threshold: int | None = None,
+        multipart_part_size: int = 64 * 1024**2,
     ) -> None:
+        """``multipart_threshold``: uploads of more bytes than this get parts of
+        ``multipart_part_size`` (at least 5 MiB) instead of one URL; None: version 1 only."""
         keys = tuple(api_keys)
         if not keys:
             raise ValueError("Emulator needs at least one API key")
         self.host, self._port, self._storage_port = host, port, storage_port
-        self._settings = Settings(keys, tuple(browser_tokens), max_upload_size, upload_ttl, clock)
+        self._settings = Settings(
+            keys,
+            tuple(browser_tokens),
+            max_upload_size,
+            upload_ttl,
+            clock,
+            multipart_threshold,
+            multipart_part_size,
+        )
         self._data_dir = None if data_dir is None else Path(data_dir)
         self._initial_balance = initial_balance
         self._faults = faults

@@ -13,8 +13,9 @@ class EmulatorStats:
 
     ``executions_by_idempotency_key`` counts model executions per ``Idempotency-Key``
     header, so a test can assert that retries of one call executed exactly once.
-    ``credential_leaks`` counts storage PUTs that carried ``X-API-Key`` or
-    ``Authorization``; a correct client keeps it at 0.
+    ``bytes_received`` counts body bytes storage read from PUTs (whole uploads and parts,
+    failed attempts included). ``credential_leaks`` counts storage PUTs that carried
+    ``X-API-Key`` or ``Authorization``; a correct client keeps it at 0.
     """
 
     requests_by_route: Counter[str] = field(default_factory=Counter)
@@ -26,6 +27,7 @@ class EmulatorStats:
     uploads_initiated: int = 0
     uploads_completed: int = 0
     puts: int = 0
+    bytes_received: int = 0
     credential_leaks: int = 0
     rate_limited: int = 0
     faults_injected: Counter[str] = field(default_factory=Counter)

@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 import aiohttp
@@ -45,25 +48,52 @@ class StorageError(Exception):
         return web.Response(status=self.status, text=body, content_type="application/xml")
 
 
+@dataclass(frozen=True)
+class Target:
+    """What one signed PUT may store: its exact size, where, and what to record once the
+    bytes are in place (given their sha256, it returns the ETag)."""
+
+    size: int
+    dest: Path
+    stored: Callable[[str], str]
+
+
+Resolve = Callable[[Core, web.Request, Upload], Target]
+
+
 async def put_object(request: web.Request) -> web.Response:
-    """Handle one PUT of upload bytes."""
+    """Handle one PUT of a whole upload's bytes."""
+    return await serve_put(request, _whole)
+
+
+def _whole(core: Core, request: web.Request, upload: Upload) -> Target:
+    def stored(sha256: str) -> str:
+        upload.put_sha256 = sha256
+        core.state.save_upload(upload)
+        return f'"{sha256[:32]}"'
+
+    return Target(upload.size, core.upload_file(upload.upload_id), stored)
+
+
+async def serve_put(request: web.Request, resolve: Resolve) -> web.Response:
+    """One signed PUT (a whole upload or one part): faults, checks, then the bytes."""
     core = request.app[CORE]
     core.stats.requests_by_route[ROUTE] += 1
     core.stats.puts += 1
     decision = core.faults.decide(ROUTE)
     try:
         await _inject(core, decision)
-        upload = _authorise(core, request)
-        size = _check_length(core, request, upload)
+        target = _authorise(core, request, resolve)
+        size = _check_length(core, request, target.size)
         if decision.reset:
             core.stats.faults_injected["reset"] += 1
-            await request.content.read(max(1, size // 2))
+            core.stats.bytes_received += len(await request.content.read(max(1, size // 2)))
             request.transport.abort()  # type: ignore[union-attr]
             return web.Response(status=500)
-        etag = await _store(core, request, upload)
+        etag = target.stored(await _store(core, request, target))
     except StorageError as exc:
         return exc.response()
-    return web.Response(status=200, headers={"ETag": f'"{etag}"'})
+    return web.Response(status=200, headers={"ETag": etag})
 
 
 async def _inject(core: Core, decision: Decision) -> None:
@@ -75,7 +105,7 @@ async def _inject(core: Core, decision: Decision) -> None:
         raise StorageError(503, "SlowDown", "Please reduce your request rate.")
 
 
-def _authorise(core: Core, request: web.Request) -> Upload:
+def _authorise(core: Core, request: web.Request, resolve: Resolve) -> Target:
     if "X-API-Key" in request.headers or "Authorization" in request.headers:
         core.stats.credential_leaks += 1
         raise StorageError(
@@ -85,8 +115,9 @@ def _authorise(core: Core, request: web.Request) -> Upload:
             "storage: send only the headers returned by upload/init",
         )
     upload = core.state.uploads.get(request.match_info["upload_id"])
-    expires = None if upload is None else verify(core.state.secret, request.raw_path, upload.size)
-    if upload is None or expires is None:
+    target = None if upload is None else resolve(core, request, upload)
+    expires = None if target is None else verify(core.state.secret, request.raw_path, target.size)
+    if upload is None or target is None or expires is None:
         raise StorageError(
             403,
             "SignatureDoesNotMatch",
@@ -102,10 +133,10 @@ def _authorise(core: Core, request: web.Request) -> Upload:
             "Content-Type must be "
             f"{upload.content_type!r}, as in the headers returned by upload/init",
         )
-    return upload
+    return target
 
 
-def _check_length(core: Core, request: web.Request, upload: Upload) -> int:
+def _check_length(core: Core, request: web.Request, expected: int) -> int:
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     length = request.content_length
     if chunked or length is None:
@@ -122,35 +153,34 @@ def _check_length(core: Core, request: web.Request, upload: Upload) -> int:
             "Your proposed upload exceeds the maximum "
             f"allowed size of {core.settings.max_upload_size} bytes.",
         )
-    if length != upload.size:
+    if length != expected:
         raise StorageError(
             400,
             "IncompleteBody",
-            f"Content-Length {length} does not match the "
-            f"size {upload.size} declared at upload/init.",
+            f"Content-Length {length} does not match the size {expected} declared at upload/init.",
         )
     return length
 
 
-async def _store(core: Core, request: web.Request, upload: Upload) -> str:
-    """Stream the body to disk; on success move it into place and return its ETag."""
+async def _store(core: Core, request: web.Request, target: Target) -> str:
+    """Stream the body to disk; on success move it into place and return its sha256."""
     temp = core.media_root / "tmp" / new_id("put")
     digest, received = hashlib.sha256(), 0
     try:
         with temp.open("wb") as out:
             async for chunk in request.content.iter_chunked(CHUNK):
                 received += len(chunk)
+                core.stats.bytes_received += len(chunk)
                 digest.update(chunk)
                 out.write(chunk)
-        if received != upload.size:
+        if received != target.size:
             raise StorageError(
                 400, "IncompleteBody", "The body ended before Content-Length bytes arrived."
             )
-        os.replace(temp, core.upload_file(upload.upload_id))
+        target.dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp, target.dest)
     except (OSError, aiohttp.ClientError) as exc:
         raise StorageError(400, "IncompleteBody", f"The body could not be read: {exc}") from exc
     finally:
         temp.unlink(missing_ok=True)
-    upload.put_sha256 = digest.hexdigest()
-    core.state.save_upload(upload)
-    return upload.put_sha256[:32]
+    return digest.hexdigest()

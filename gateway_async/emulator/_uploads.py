@@ -18,6 +18,7 @@ from aiohttp import web
 from ._core import Core, idempotent_post, refuse_unknown
 from ._errors import ApiError, invalid, json_response
 from ._idempotency import Answer
+from ._multipart import assemble, init_answer, wants_parts
 from ._signing import signed_query
 from ._state import Media, Upload
 from ._wire import new_id, rfc3339
@@ -31,7 +32,7 @@ _SHA256 = re.compile(SHA256_PATTERN)
 _CONTENT_TYPE = re.compile(CONTENT_TYPE_PATTERN)
 _FILENAME = re.compile(FILENAME_PATTERN)
 _INIT_FIELDS = ("filename", "content_type", "size", "sha256")
-_COMPLETE_FIELDS = ("upload_id", "sha256")
+_COMPLETE_FIELDS = ("upload_id", "sha256", "parts")
 
 
 async def init_upload(request: web.Request) -> web.Response:
@@ -87,6 +88,8 @@ async def _init(core: Core, body: dict[str, Any]) -> Answer:
     upload = Upload(new_id("upl"), filename, content_type, size, _sha256(body), float(expires))
     core.state.save_upload(upload)
     core.stats.uploads_initiated += 1
+    if wants_parts(core, size):
+        return Answer(init_answer(core, upload))
     path = f"/storage/{upload.upload_id}"
     query = signed_query(core.state.secret, path, expires, size)
     return Answer(
@@ -123,6 +126,7 @@ async def _complete(core: Core, body: dict[str, Any]) -> Answer:
             "start a new one with upload/init",
             field="upload_id",
         )
+    await assemble(core, upload, body)
     _check_stored(core, upload, given)
     media = Media(
         new_id("mref"), upload.filename, upload.content_type, upload.size, upload.put_sha256 or ""

@@ -24,6 +24,27 @@ def _decimal(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(f"not a decimal: {text!r}") from None
 
 
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+}
+
+
+def byte_size(text: str) -> int:
+    """``"64MiB"``, ``"5242880"``, ``"1GiB"``... as a byte count."""
+    number = text.rstrip("KMGiBkmgb")
+    unit = text[len(number) :].lower()
+    if not number.isdigit() or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 64MiB, 5000000)")
+    return int(number) * _UNITS[unit]
+
+
 def _faults(text: str) -> Faults:
     try:
         return Faults.parse(text)
@@ -53,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=_decimal,
         default=Decimal("100.0000"),
         help="initial wallet balance in credits",
+    )
+    parser.add_argument(
+        "--multipart-threshold",
+        type=byte_size,
+        help="answer init with parts (contract v2) above this size, e.g. 64MiB",
+    )
+    parser.add_argument(
+        "--multipart-part-size",
+        type=byte_size,
+        default=64 * 1024**2,
+        help="part size of multipart uploads (at least 5MiB; default 64MiB)",
     )
     parser.add_argument(
         "--allow-remote", action="store_true", help="allow binding an address other than loopback"
@@ -109,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.data_dir,
         initial_balance=args.balance,
         faults=args.faults,
+        multipart_threshold=args.multipart_threshold,
+        multipart_part_size=args.multipart_part_size,
     )
     try:
         asyncio.run(_serve(emulator))

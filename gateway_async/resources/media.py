@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from .._batch import run_batch
@@ -14,6 +15,8 @@ from .._errors import (
 )
 from .._transport import Transport
 from .._upload.engine import ProgressCallback, upload_source
+from .._upload.multipart import check_part_concurrency
+from .._upload.resume import JournalArg, ResumeJournal
 from .._upload.sources import SourceLike, prepare_source
 from .._upload.storage import Storage
 from .._validate import check_idempotency_key
@@ -46,6 +49,8 @@ class Media(Resource):
         on_progress: ProgressCallback | None = None,
         timeout: CallTimeout | NotGiven = NOT_GIVEN,
         idempotency_key: str | None = None,
+        part_concurrency: int = 4,
+        journal: JournalArg | None = None,
     ) -> MediaRef:
         """Upload one source: a path, bytes, a seekable binary file, or an async iterable
         of bytes with ``size=``. Bad input raises InvalidRequestError before any request.
@@ -55,20 +60,28 @@ class Media(Resource):
         ``idempotency_key`` (1-255 printable ASCII) makes the upload repeatable: ``init``
         and ``complete`` send keys derived from it, so calling again with the same key and
         the same bytes (a retried job) returns the same ``media_ref`` instead of uploading
-        a second object, as long as the first ``upload_id`` has not expired.
+        a second object, as long as the first ``upload_id`` has not expired. When the
+        server splits a large file into parts, ``part_concurrency`` of them go at once
+        (within the client's PUT bound); with ``journal`` (an SQLite file's path) a path
+        source's multipart upload resumes after a crash, sending only the missing parts.
         """
         if idempotency_key is not None:
             check_idempotency_key(idempotency_key)
-        return await self._upload(
-            source,
-            checksum=checksum,
-            on_progress=on_progress,
-            timeout=timeout,
-            filename=filename,
-            content_type=content_type,
-            size=size,
-            idempotency_key=idempotency_key,
-        )
+        check_part_concurrency(part_concurrency)
+        resume = None if journal is None else await ResumeJournal.at(journal)
+        async with resume or contextlib.nullcontext():
+            return await self._upload(
+                source,
+                checksum=checksum,
+                on_progress=on_progress,
+                timeout=timeout,
+                filename=filename,
+                content_type=content_type,
+                size=size,
+                idempotency_key=idempotency_key,
+                part_concurrency=part_concurrency,
+                journal=resume,
+            )
 
     async def upload_many(
         self,
@@ -77,17 +90,25 @@ class Media(Resource):
         concurrency: int = 8,
         checksum: bool = True,
         on_progress: ProgressCallback | None = None,
+        part_concurrency: int = 4,
     ) -> list[MediaRef | GatewayError]:
         """Upload many sources, at most ``concurrency`` at once; results in input order.
 
         Each result is a MediaRef or the GatewayError of that source; one bad file never
         stops the others, but 401/402/403 stop new uploads (the rest: NotAttemptedError).
         ``sources`` is consumed lazily, so memory does not grow with its length.
+        ``part_concurrency`` bounds the parts in flight per file (see ``upload``).
         """
+        check_part_concurrency(part_concurrency)
 
         async def one(index: int, source: SourceLike) -> MediaRef:
             return await self._upload(
-                source, checksum=checksum, on_progress=on_progress, timeout=NOT_GIVEN, index=index
+                source,
+                checksum=checksum,
+                on_progress=on_progress,
+                timeout=NOT_GIVEN,
+                index=index,
+                part_concurrency=part_concurrency,
             )
 
         return await run_batch(sources, one, concurrency=concurrency, dooming=_DOOMING)
@@ -104,6 +125,8 @@ class Media(Resource):
         content_type: str | None = None,
         size: int | None = None,
         idempotency_key: str | None = None,
+        part_concurrency: int = 4,
+        journal: ResumeJournal | None = None,
     ) -> MediaRef:
         async with self._storage.holding():
             prepared = await prepare_source(
@@ -124,4 +147,6 @@ class Media(Resource):
                 index=index,
                 timeout=timeout,
                 idempotency_key=idempotency_key,
+                part_concurrency=part_concurrency,
+                journal=journal,
             )

@@ -1,0 +1,377 @@
+"""Multipart uploads (contract version 2): parts sent in parallel, retried one by one,
+resumed after a crash.
+
+- Parts go at most ``part_concurrency`` at once per upload, each PUT also holding one of
+  the client-wide PUT slots; each part is streamed from its offset and hashed while it
+  streams (its own read-ahead thread for files, the executor for bytes).
+- A failed part PUT (reset, stall, 408, 429, 5xx) is sent again, that part only, within
+  the client's retry policy. A part URL that storage refuses (403, 410) is re-signed through
+  ``POST /api/media/upload/parts`` (twice at most per part). A part answered ``404`` means
+  the upload is gone: one fresh ``init``, as does ``complete`` answering 410.
+- An async iterable is read in order, one part at a time into memory (it cannot be read at
+  an offset), so its parts can be retried too; memory is ``part_concurrency`` parts.
+- The file is checked unchanged (size, mtime) at the end of every part and before
+  ``complete``: a file that changes mid-upload never completes.
+- With a journal, the ``upload_id`` is written before the first part and each part's
+  sha256 and ETag once stored; a restarted process lists the stored parts, trusts those
+  whose ETag and local sha256 match the journal, and sends only the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, Protocol
+
+import attrs
+
+from .._convert import structure
+from .._errors import (
+    GatewayError,
+    InvalidRequestError,
+    NotFoundError,
+    UploadError,
+    UploadExpiredError,
+)
+from .._transport import Transport
+from ..models import MediaRef, UploadTicket
+from .parts import (
+    MultipartTicket,
+    Part,
+    PartsRefresh,
+    Reader,
+    UploadStatus,
+    close_quietly,
+    hash_range,
+    open_reader,
+    part_source,
+    plan,
+    plan_ticket,
+    structure_ticket,
+)
+from .resume import Resumable, ResumeJournal, resume_key
+from .sources import Source
+from .storage import PutOutcome, Storage, TicketRefused
+
+__all__ = ["Multipart", "UploadContext", "check_part_concurrency", "init_upload"]
+
+_REFRESHES_PER_PART = 2
+_FRESH_INITS = 1
+
+
+class UploadContext(Protocol):
+    """What a multipart upload needs from the engine's upload."""
+
+    transport: Transport
+    storage: Storage
+    source: Source
+    checksum: bool
+    timeout: Any
+    part_concurrency: int
+    journal: ResumeJournal | None
+
+    def progress(self, sent: int) -> None: ...
+
+
+class _UploadGone(Exception):
+    """Internal: storage answered 404 to a part: the multipart upload no longer exists."""
+
+
+@attrs.frozen
+class _Done:
+    etag: str
+    sha256: str | None
+
+
+def check_part_concurrency(value: object) -> None:
+    """InvalidRequestError, before any request, unless ``value`` is a positive int."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequestError(
+            f"part_concurrency: {value!r} is not a positive integer; pass e.g. 4",
+            field="part_concurrency",
+        )
+
+
+async def init_upload(
+    transport: Transport, source: Source, timeout: Any
+) -> UploadTicket | MultipartTicket:
+    """``POST /api/media/upload/init``: a single-PUT ticket or, above the server's limit,
+    a multipart one."""
+    body = {"filename": source.filename, "content_type": source.content_type, "size": source.size}
+    reply = await transport.request("POST", "/api/media/upload/init", body=body, timeout=timeout)
+    return structure_ticket(reply.data, reply.request_id)
+
+
+class Multipart:
+    """One file's multipart upload across fresh inits and restarts."""
+
+    def __init__(self, ctx: UploadContext) -> None:
+        self.ctx = ctx
+        self.key = None if ctx.journal is None else resume_key(ctx.source)
+
+    async def resume(self) -> MediaRef | None:
+        """Finish the journaled upload of this file, if the server still has it."""
+        journal = self.ctx.journal
+        if journal is None or self.key is None:
+            return None
+        known = await journal.find(self.key)
+        if known is None:
+            return None
+        try:
+            status = await self._status(known.upload_id)
+            if status.part_size != known.part_size or status.size != known.size:
+                raise _UploadGone
+            reader = await open_reader(self.ctx.source)
+            try:
+                attempt = _Attempt(self, known.upload_id, known.part_size, reader)
+                return await attempt.resume(known, status)
+            finally:
+                close_quietly(reader)
+        except (NotFoundError, _UploadGone, UploadExpiredError):
+            await journal.forget(self.key)  # the server lost it: start afresh
+            return None
+
+    async def upload(self, ticket: MultipartTicket) -> MediaRef:
+        """Send every part of a fresh ticket and complete; one fresh init if it is gone."""
+        inits_left = _FRESH_INITS
+        while True:
+            if self.ctx.journal is not None and self.key is not None:
+                await self.ctx.journal.begin(
+                    self.key, ticket.upload_id, self.ctx.source.size, ticket.part_size
+                )
+            reader = await open_reader(self.ctx.source)
+            try:
+                attempt = _Attempt(self, ticket.upload_id, ticket.part_size, reader)
+                return await attempt.run(ticket)
+            except (_UploadGone, UploadExpiredError) as exc:
+                if inits_left == 0:
+                    raise UploadError(
+                        f"{self.ctx.source.identity}: the multipart upload expired or vanished "
+                        f"again after a fresh init ({type(exc).__name__}); giving up"
+                    ) from None
+                inits_left -= 1
+            finally:
+                close_quietly(reader)
+            ticket = await self._fresh_ticket()
+
+    async def _fresh_ticket(self) -> MultipartTicket:
+        ticket = await init_upload(self.ctx.transport, self.ctx.source, self.ctx.timeout)
+        if not isinstance(ticket, MultipartTicket):
+            raise UploadError(
+                f"{self.ctx.source.identity}: the server switched from multipart to a single "
+                "upload URL mid-upload; upload the file again"
+            )
+        return ticket
+
+    async def _status(self, upload_id: str) -> UploadStatus:
+        reply = await self.ctx.transport.request(
+            "GET", f"/api/media/upload/{upload_id}", timeout=self.ctx.timeout
+        )
+        return structure(reply.data, UploadStatus, request_id=reply.request_id)
+
+
+class _Attempt:
+    """One multipart upload id: its parts in flight, their results, its progress."""
+
+    def __init__(self, owner: Multipart, upload_id: str, part_size: int, reader: Reader | None):
+        self.owner, self.ctx = owner, owner.ctx
+        self.upload_id, self.part_size, self.reader = upload_id, part_size, reader
+        self.urls: dict[int, str] = {}
+        self.done: dict[int, _Done] = {}
+        self.sent: dict[int, int] = {}
+        self.method, self.headers = "PUT", dict[str, str]()
+        self.expires_at: Any = None
+
+    async def run(self, ticket: MultipartTicket) -> MediaRef:
+        parts = plan_ticket(self.ctx.source.size, ticket)
+        self._adopt(ticket)
+        return await self._finish(parts)
+
+    async def resume(self, known: Resumable, status: UploadStatus) -> MediaRef:
+        """Trust the stored parts that match the journal and the file; send the others."""
+        parts = plan(self.ctx.source.size, known.part_size)
+        listed = {p.part_number: p for p in status.parts}
+        checks = [self._held(part, listed, known) for part in parts]
+        for part, ok in zip(parts, await asyncio.gather(*checks), strict=True):
+            if ok is not None:
+                self.done[part.number] = ok
+                self.sent[part.number] = part.size
+        if status.status == "completed":  # crashed after complete: complete again, same ref
+            for number, stored in listed.items():
+                self.done.setdefault(number, _Done(stored.etag, None))
+        missing = [p.number for p in parts if p.number not in self.done]
+        if missing:
+            await self._refresh(missing)
+        return await self._finish(parts)
+
+    async def _held(self, part: Part, listed: dict[int, Any], known: Resumable) -> _Done | None:
+        stored, journaled = listed.get(part.number), known.parts.get(part.number)
+        if stored is None or journaled is None or stored.size != part.size:
+            return None
+        sha256, etag = journaled
+        if stored.etag != etag:
+            return None
+        if self.reader is None or await asyncio.to_thread(hash_range, self.reader, part) != sha256:
+            return None
+        return _Done(etag, sha256)
+
+    def _adopt(self, ticket: MultipartTicket | PartsRefresh) -> None:
+        if isinstance(ticket, MultipartTicket):
+            self.method, self.headers = ticket.method, ticket.headers
+        self.expires_at = ticket.expires_at
+        self.urls.update((p.part_number, p.upload_url) for p in ticket.parts)
+
+    async def _finish(self, parts: tuple[Part, ...]) -> MediaRef:
+        todo = [p for p in parts if p.number not in self.done]
+        self._progress()
+        if todo:
+            await _gather_first_error(self._send_all(todo))
+        if self.reader is not None:
+            await asyncio.to_thread(self.reader.check)
+        media = await self._complete(parts)
+        if self.owner.key is not None and self.ctx.journal is not None:
+            await self.ctx.journal.forget(self.owner.key)
+        return media
+
+    async def _send_all(self, todo: list[Part]) -> None:
+        slots = asyncio.Semaphore(self.ctx.part_concurrency)
+        stream = _stream_parts(self.ctx.source, todo) if self.ctx.source.kind == "stream" else None
+        async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as group:
+            if stream is not None:
+                stack.push_async_callback(stream.aclose)
+            for part in todo:
+                await slots.acquire()
+                data = None if stream is None else await anext(stream)
+                source = part_source(self.ctx.source, part, self.reader, data)
+                group.create_task(self._send_released(part, source, slots))
+
+    async def _send_released(self, part: Part, source: Source, slots: asyncio.Semaphore) -> None:
+        try:
+            await self._send(part, source)
+        finally:
+            slots.release()
+
+    async def _send(self, part: Part, source: Source) -> None:
+        retry = refreshes = 0
+        while True:
+            ticket = UploadTicket(
+                upload_id=self.upload_id,
+                upload_url=self.urls[part.number],
+                method=self.method,
+                headers=self.headers,
+                expires_at=self.expires_at,
+            )
+            try:
+                stored = await self.ctx.storage.put(
+                    ticket, source, checksum=self.ctx.checksum, on_write=self._writer(part)
+                )
+            except TicketRefused as refused:
+                if refreshes == _REFRESHES_PER_PART:
+                    raise UploadError(
+                        f"{self.ctx.source.identity}: storage refused part {part.number} "
+                        f"(HTTP {refused.status}) again after fresh URLs; giving up",
+                        status_code=refused.status,
+                    ) from None
+                refreshes += 1
+                await self._refresh([part.number])
+                continue
+            except PutOutcome as failed:
+                delay = self.ctx.transport.retry.delay(retry, failed.retry_after)
+                if delay is None:
+                    raise failed.error from None
+                retry += 1
+                await self.ctx.transport.sleep(delay)
+                continue
+            except UploadError as exc:
+                if exc.status_code == 404:
+                    raise _UploadGone from exc
+                raise
+            await self._stored(part, stored.digest, stored.etag)
+            return
+
+    async def _stored(self, part: Part, digest: str | None, etag: str | None) -> None:
+        if etag is None:
+            raise UploadError(
+                f"{self.ctx.source.identity}: storage accepted part {part.number} without an "
+                "ETag, which complete needs; is the storage CORS policy hiding it?"
+            )
+        self.done[part.number] = _Done(etag, digest)
+        journal = self.ctx.journal
+        if journal is not None and self.owner.key is not None and digest is not None:
+            await journal.part_stored(self.upload_id, part.number, digest, etag)
+
+    def _writer(self, part: Part) -> Callable[[int], None]:
+        def wrote(sent: int) -> None:
+            self.sent[part.number] = sent
+            self._progress()
+
+        return wrote
+
+    def _progress(self) -> None:
+        self.ctx.progress(sum(self.sent.values()))
+
+    async def _refresh(self, numbers: list[int]) -> None:
+        body = {"upload_id": self.upload_id, "part_numbers": numbers}
+        reply = await self.ctx.transport.request(
+            "POST", "/api/media/upload/parts", body=body, timeout=self.ctx.timeout
+        )
+        self._adopt(structure(reply.data, PartsRefresh, request_id=reply.request_id))
+
+    async def _complete(self, parts: tuple[Part, ...]) -> MediaRef:
+        listed = []
+        for part in parts:
+            done = self.done[part.number]
+            item: dict[str, Any] = {"part_number": part.number, "etag": done.etag}
+            if done.sha256 is not None:
+                item["sha256"] = done.sha256
+            listed.append(item)
+        reply = await self.ctx.transport.request(
+            "POST",
+            "/api/media/upload/complete",
+            body={"upload_id": self.upload_id, "parts": listed},
+            timeout=self.ctx.timeout,
+        )
+        return structure(reply.data, MediaRef, request_id=reply.request_id)
+
+
+async def _stream_parts(source: Source, parts: list[Part]) -> AsyncGenerator[bytes, None]:
+    """An async iterable source cut into its parts' bytes, in order (exact sizes)."""
+    buffer = bytearray()
+    async with contextlib.aclosing(source.chunks()) as chunks:
+        for part in parts:
+            while len(buffer) < part.size:
+                chunk = await anext(chunks, None)
+                if chunk is None:
+                    raise _miscount(source, "fewer")
+                buffer += chunk
+            data = bytes(buffer[: part.size])
+            del buffer[: part.size]
+            yield data
+        if buffer or await anext(chunks, None) is not None:
+            raise _miscount(source, "more")
+
+
+def _miscount(source: Source, which: str) -> UploadError:
+    return UploadError(
+        f"{source.identity}: the source gave {which} bytes than its declared size "
+        f"{source.size}; the upload was not completed"
+    )
+
+
+async def _gather_first_error(work: Any) -> None:
+    """Await ``work`` (a TaskGroup body); raise its first error itself, not in a group."""
+    try:
+        await work
+    except BaseExceptionGroup as group:
+        first = _first(group)
+        raise first from None
+
+
+def _first(group: BaseExceptionGroup[Any]) -> BaseException:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first(exc)
+        if isinstance(exc, GatewayError | _UploadGone | UploadExpiredError):
+            return exc
+    return group.exceptions[0]
