@@ -1,0 +1,69 @@
+"""Fixtures for multipart uploads: an emulator answering parts of 5 MiB (its minimum)
+above a 5 MiB threshold, with a hand-driven clock, plus a raw client and an SDK client."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from yarl import URL
+
+from gateway_async import Gateway, RetryPolicy
+from gateway_async.emulator import Emulator
+from tests.emulator.conftest import Api, FakeClock
+
+MiB = 1024**2
+PART = 5 * MiB
+THRESHOLD = 5 * MiB
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest_asyncio.fixture
+async def emu(clock: FakeClock) -> AsyncIterator[Emulator]:
+    async with Emulator(
+        clock=clock, multipart_threshold=THRESHOLD, multipart_part_size=PART
+    ) as emulator:
+        yield emulator
+
+
+@pytest_asyncio.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest_asyncio.fixture
+async def api(session: aiohttp.ClientSession, emu: Emulator) -> Api:
+    return Api(session, emu)
+
+
+def quick_retries(max_retries: int = 3) -> RetryPolicy:
+    return RetryPolicy(max_retries=max_retries, base_delay=0.0, max_delay=0.0)
+
+
+@pytest_asyncio.fixture
+async def gw(emu: Emulator) -> AsyncIterator[Gateway]:
+    async with emu.client(retry=quick_retries()) as client:
+        yield client
+
+
+async def put_part(
+    session: aiohttp.ClientSession, ticket: Any, number: int, data: bytes, **headers: str
+) -> aiohttp.ClientResponse:
+    """PUT ``data`` to part ``number``'s URL with the ticket's headers."""
+    url = next(p["upload_url"] for p in ticket["parts"] if p["part_number"] == number)
+    async with session.put(
+        URL(url, encoded=True),
+        data=io.BytesIO(data) if isinstance(data, bytes) else data,  # large bytes warn
+        headers={**ticket["headers"], **headers},
+    ) as response:
+        await response.read()
+        return response
