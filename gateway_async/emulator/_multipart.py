@@ -161,11 +161,7 @@ async def put_part(request: web.Request) -> web.Response:
 def _part_target(core: Core, request: web.Request, upload: Upload) -> Target:
     record = core.multipart.records.get(upload.upload_id)
     if record is None or upload.media_ref is not None:
-        raise StorageError(
-            404,
-            "NoSuchUpload",
-            "The specified multipart upload does not exist. Start a new one with upload/init.",
-        )
+        raise _no_such_upload()
     raw = request.match_info["part_number"]
     number = int(raw) if raw.isdigit() else 0
     length = record.part_length(number)
@@ -173,9 +169,20 @@ def _part_target(core: Core, request: web.Request, upload: Upload) -> Target:
         raise StorageError(403, "SignatureDoesNotMatch", "No such part was signed.")
 
     def stored(sha256: str) -> str:
+        if core.multipart.records.get(upload.upload_id) is not record:  # aborted meanwhile
+            core.multipart.drop_parts(upload.upload_id)
+            raise _no_such_upload()
         return core.multipart.stored(record, number, sha256)
 
     return Target(length, core.multipart.part_file(upload.upload_id, number), stored)
+
+
+def _no_such_upload() -> StorageError:
+    return StorageError(
+        404,
+        "NoSuchUpload",
+        "The specified multipart upload does not exist. Start a new one with upload/init.",
+    )
 
 
 # -- complete ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from yarl import URL
 
 from gateway_async import Gateway, RetryPolicy
 from gateway_async.emulator import Emulator
+from gateway_async.emulator._faults import Decision
 from tests.emulator.conftest import Api, FakeClock
 
 MiB = 1024**2
@@ -67,3 +68,26 @@ async def put_part(
     ) as response:
         await response.read()
         return response
+
+
+class ScriptedFaults:
+    """Stands in for the emulator's seeded fault draw: the listed decisions, in arrival
+    order, for storage PUTs; no fault for anything else or once the script is used up."""
+
+    def __init__(self, *decisions: Decision) -> None:
+        self.script = list(decisions)
+
+    def decide(self, route: str) -> Decision:
+        if route != "PUT /storage" or not self.script:
+            return Decision()
+        return self.script.pop(0)
+
+    def configure(self, faults: object) -> None:
+        raise AssertionError("scripted faults are not reconfigured")
+
+
+def script_faults(emu: Emulator, *decisions: Decision) -> ScriptedFaults:
+    """Replace ``emu``'s fault draw with ``decisions`` (see ScriptedFaults)."""
+    scripted = ScriptedFaults(*decisions)
+    emu.core.faults = scripted  # type: ignore[assignment]
+    return scripted

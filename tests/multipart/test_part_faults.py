@@ -1,0 +1,158 @@
+"""Failures of single parts: only that part is sent again (storage's byte count proves
+it), expired part URLs are re-signed, a vanished upload starts over once, and a file that
+changes mid-upload never completes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway_async import Gateway, InvalidRequestError, Limits, UploadError, UploadProgress
+from gateway_async.emulator import Emulator
+from gateway_async.emulator import _multipart as emulator_multipart
+from gateway_async.emulator._faults import Decision
+from tests.emulator.conftest import FakeClock
+
+from .conftest import PART, quick_retries, script_faults
+
+DATA = os.urandom(7 * PART + 4321)  # eight parts
+LIMIT = 1.2 * len(DATA)  # the issue's bound for one failed part
+REFRESH = "POST /api/media/upload/parts"
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> Path:
+    path = tmp_path / "big.bin"
+    path.write_bytes(DATA)
+    return path
+
+
+async def assert_exact(emu: Emulator, ref: Any) -> None:
+    assert emu.media_path(ref.media_ref).read_bytes() == DATA
+    assert emu.stats.uploads_completed == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Decision(reset="before"), Decision(status=503)],
+    ids=["reset mid-part", "503"],
+)
+async def test_one_failed_part_is_sent_again_alone(
+    emu: Emulator, gw: Gateway, media: Path, fault: Decision
+) -> None:
+    script_faults(emu, Decision(), Decision(), fault)
+    ref = await gw.media.upload(media)
+    await assert_exact(emu, ref)
+    assert emu.stats.puts >= 9  # eight parts and the failed one again
+    assert len(DATA) <= emu.stats.bytes_received < LIMIT
+    assert emu.stats.uploads_initiated == 1
+
+
+async def test_a_stalled_part_is_sent_again(emu: Emulator, media: Path) -> None:
+    script_faults(emu, Decision(latency=1.0))  # storage sits on the first part's body
+    async with emu.client(retry=quick_retries(), upload_stall_timeout=0.2) as gw:
+        ref = await gw.media.upload(media)
+    await assert_exact(emu, ref)
+    assert emu.stats.bytes_received < LIMIT
+
+
+async def test_a_part_failing_every_retry_fails_the_upload(emu: Emulator, media: Path) -> None:
+    script_faults(emu, *[Decision(status=503)] * 3)
+    async with emu.client(retry=quick_retries(max_retries=1), upload_stall_timeout=5) as gw:
+        with pytest.raises(UploadError, match="503") as failed:
+            await gw.media.upload(media, part_concurrency=1)
+    assert failed.value.retryable
+    assert emu.stats.requests_by_route["POST /api/media/upload/complete"] == 0
+
+
+async def test_expired_part_urls_are_refreshed(
+    emu: Emulator, gw: Gateway, media: Path, clock: FakeClock
+) -> None:
+    def expire_once(event: UploadProgress) -> None:
+        if clock.now < 1e10 and event.bytes_sent > 0:
+            clock.advance(1e10)  # every URL signed so far is now past its expiry
+
+    ref = await gw.media.upload(media, on_progress=expire_once, part_concurrency=2)
+    await assert_exact(emu, ref)
+    assert emu.stats.requests_by_route[REFRESH] >= 1
+    assert emu.stats.uploads_initiated == 1
+    assert emu.stats.bytes_received < LIMIT
+
+
+async def test_a_vanished_upload_starts_over_once(emu: Emulator, gw: Gateway, media: Path) -> None:
+    aborted: list[str] = []
+
+    def abort_once(event: UploadProgress) -> None:
+        if not aborted and event.bytes_sent >= PART:
+            aborted.extend(emu.core.multipart.records)
+            emu.core.multipart.abort(aborted[0])  # S3: the multipart upload was aborted
+
+    ref = await gw.media.upload(media, on_progress=abort_once)
+    await assert_exact(emu, ref)
+    assert emu.stats.uploads_initiated == 2
+
+
+async def test_a_file_changed_mid_upload_never_completes(
+    emu: Emulator, gw: Gateway, media: Path
+) -> None:
+    def change(event: UploadProgress) -> None:
+        if event.bytes_sent > 0 and media.stat().st_size == len(DATA):
+            with media.open("ab") as handle:
+                handle.write(b"appended while uploading")
+
+    with pytest.raises(UploadError, match="changed while it was uploading"):
+        await gw.media.upload(media, on_progress=change, part_concurrency=1)
+    assert emu.stats.requests_by_route["POST /api/media/upload/complete"] == 0
+
+
+@pytest.mark.parametrize(("part_concurrency", "client_bound", "peak"), [(3, 16, 3), (4, 2, 2)])
+async def test_parts_in_flight_stay_within_both_bounds(
+    emu: Emulator,
+    media: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    part_concurrency: int,
+    client_bound: int,
+    peak: int,
+) -> None:
+    in_flight, seen = 0, []
+    real = emulator_multipart.serve_put
+
+    async def counting(request: Any, resolve: Any) -> Any:
+        nonlocal in_flight
+        in_flight += 1
+        seen.append(in_flight)
+        try:
+            return await real(request, resolve)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(emulator_multipart, "serve_put", counting)
+    limits = Limits(max_concurrent_uploads=client_bound)
+    async with emu.client(retry=quick_retries(), limits=limits) as gw:
+        ref = await gw.media.upload(media, part_concurrency=part_concurrency)
+    await assert_exact(emu, ref)
+    assert max(seen) == peak
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "4"])
+async def test_bad_part_concurrency_is_refused_before_any_request(
+    emu: Emulator, gw: Gateway, value: Any
+) -> None:
+    with pytest.raises(InvalidRequestError, match="part_concurrency") as refused:
+        await gw.media.upload(b"x", part_concurrency=value)
+    assert refused.value.field == "part_concurrency"
+    with pytest.raises(InvalidRequestError):
+        await gw.media.upload_many([b"x"], part_concurrency=value)
+    assert sum(emu.stats.requests_by_route.values()) == 0
+
+
+async def test_progress_counts_bytes_across_parts(emu: Emulator, gw: Gateway) -> None:
+    seen: list[int] = []
+    ref = await gw.media.upload(DATA, on_progress=lambda e: seen.append(e.bytes_sent))
+    await assert_exact(emu, ref)
+    assert seen == sorted(seen)
+    assert seen[-1] == len(DATA)
+    assert len(seen) > 8  # several events per part, summed across parts
