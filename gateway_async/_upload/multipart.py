@@ -137,9 +137,7 @@ class Multipart:
         inits_left = _FRESH_INITS
         while True:
             if self.ctx.journal is not None and self.key is not None:
-                await self.ctx.journal.begin(
-                    self.key, ticket.upload_id, self.ctx.source.size, ticket.part_size
-                )
+                await self.ctx.journal.begin(self.key, self.ctx.source.size, ticket)
             reader = await open_reader(self.ctx.source)
             try:
                 attempt = _Attempt(self, ticket.upload_id, ticket.part_size, reader)
@@ -190,6 +188,7 @@ class _Attempt:
 
     async def resume(self, known: Resumable, status: UploadStatus) -> MediaRef:
         """Trust the stored parts that match the journal and the file; send the others."""
+        self.method, self.headers = known.method, known.headers
         parts = plan(self.ctx.source.size, known.part_size)
         listed = {p.part_number: p for p in status.parts}
         checks = [self._held(part, listed, known) for part in parts]

@@ -15,6 +15,7 @@ journal that says less than storage holds, never more.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import threading
@@ -25,6 +26,7 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from .._errors import InvalidRequestError
+from .parts import MultipartTicket
 from .sources import Source
 
 __all__ = ["JournalArg", "Resumable", "ResumeJournal", "resume_key"]
@@ -35,7 +37,7 @@ JournalArg = str | os.PathLike[str]
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS multipart_uploads (
     key TEXT PRIMARY KEY, upload_id TEXT NOT NULL, size INTEGER NOT NULL,
-    part_size INTEGER NOT NULL);
+    part_size INTEGER NOT NULL, method TEXT NOT NULL, headers TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS multipart_parts (
     upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, sha256 TEXT NOT NULL,
     etag TEXT NOT NULL, PRIMARY KEY (upload_id, part_number));
@@ -44,12 +46,15 @@ CREATE TABLE IF NOT EXISTS multipart_parts (
 
 @attrs.frozen(kw_only=True)
 class Resumable:
-    """A journaled multipart upload: its id, its plan, and the parts known to be stored
-    (part number -> (sha256, etag))."""
+    """A journaled multipart upload: its id, its plan, how to PUT its parts (refreshed URLs
+    come without the init's method and headers), and the parts known to be stored (part
+    number -> (sha256, etag))."""
 
     upload_id: str
     size: int
     part_size: int
+    method: str
+    headers: dict[str, str]
     parts: dict[int, tuple[str, str]]
 
 
@@ -97,7 +102,9 @@ class ResumeJournal:
 
     def _find(self, key: str) -> Resumable | None:
         row = self._conn.execute(
-            "SELECT upload_id, size, part_size FROM multipart_uploads WHERE key = ?", (key,)
+            "SELECT upload_id, size, part_size, method, headers FROM multipart_uploads "
+            "WHERE key = ?",
+            (key,),
         ).fetchone()
         if row is None:
             return None
@@ -105,14 +112,28 @@ class ResumeJournal:
             "SELECT part_number, sha256, etag FROM multipart_parts WHERE upload_id = ?", (row[0],)
         )
         known = {number: (sha256, etag) for number, sha256, etag in parts}
-        return Resumable(upload_id=row[0], size=row[1], part_size=row[2], parts=known)
+        return Resumable(
+            upload_id=row[0],
+            size=row[1],
+            part_size=row[2],
+            method=row[3],
+            headers=json.loads(row[4]),
+            parts=known,
+        )
 
-    async def begin(self, key: str, upload_id: str, size: int, part_size: int) -> None:
-        """Remember that ``key`` is being uploaded as ``upload_id`` (before any part)."""
+    async def begin(self, key: str, size: int, ticket: MultipartTicket) -> None:
+        """Remember that ``key`` is being uploaded as the ticket's upload (before any part)."""
         await self._call(
             self._conn.execute,
-            "INSERT OR REPLACE INTO multipart_uploads VALUES (?, ?, ?, ?)",
-            (key, upload_id, size, part_size),
+            "INSERT OR REPLACE INTO multipart_uploads VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                ticket.upload_id,
+                size,
+                ticket.part_size,
+                ticket.method,
+                json.dumps(ticket.headers),
+            ),
         )
 
     async def part_stored(self, upload_id: str, number: int, sha256: str, etag: str) -> None:
