@@ -410,7 +410,11 @@ class Ingest:
         assert task is not None
         self._uploading.add(task)  # so that a doom can cancel it
         try:
-            media = await self._gw.media.upload(work.source, checksum=self._s.checksum)
+            # The journal's file also resumes a multipart upload cut off by a crash.
+            journal = None if self._journal is None else self._journal.path
+            media = await self._gw.media.upload(
+                work.source, checksum=self._s.checksum, journal=journal
+            )
         finally:
             self._uploading.discard(task)
         self._tally.uploaded += 1

@@ -26,6 +26,7 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from .._errors import InvalidRequestError
+from .files import SMALL_FILE
 from .parts import MultipartTicket
 from .sources import Source
 
@@ -60,39 +61,47 @@ class Resumable:
 
 def resume_key(source: Source) -> str | None:
     """How the journal names a source; None for sources that cannot be recognised after a
-    restart (bytes, file objects, async iterables)."""
-    if source.kind != "path" or source.path is None:
+    restart (bytes, file objects, async iterables) and for files of at most 1 MiB, which
+    are cheaper to send again than to journal."""
+    if source.kind != "path" or source.path is None or source.size <= SMALL_FILE:
         return None
     return f"{source.path.resolve()}|{source.size}|{source.mtime_ns}"
 
 
 class ResumeJournal:
-    """One connection to the journal file; use ``async with ResumeJournal.at(path)``."""
+    """The journal file at a path, connected on first use (so the many small uploads that
+    never need it never open it); use ``async with ResumeJournal.at(path)``."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
     @classmethod
-    async def at(cls, path: JournalArg) -> ResumeJournal:
-        """Open (creating if needed) the journal at ``path``."""
+    def at(cls, path: JournalArg) -> ResumeJournal:
+        """The journal at ``path`` (created when first written); InvalidRequestError for
+        anything but a path, before any request."""
         if not isinstance(path, str | os.PathLike):
             raise InvalidRequestError(
                 f"journal: {type(path).__name__} is not a path; pass the SQLite file's path",
                 field="journal",
             )
-        return cls(await asyncio.to_thread(_connect, Path(path)))
+        return cls(Path(path))
 
     async def __aenter__(self) -> ResumeJournal:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._call(self._conn.close)
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.to_thread(conn.close)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         def locked() -> T:
             with self._lock:
-                return fn(*args)
+                if self._conn is None:
+                    self._conn = _connect(self._path)
+                return fn(self._conn, *args)
 
         return await asyncio.to_thread(locked)
 
@@ -100,15 +109,16 @@ class ResumeJournal:
         """The journaled upload of ``key``, if any."""
         return await self._call(self._find, key)
 
-    def _find(self, key: str) -> Resumable | None:
-        row = self._conn.execute(
+    @staticmethod
+    def _find(conn: sqlite3.Connection, key: str) -> Resumable | None:
+        row = conn.execute(
             "SELECT upload_id, size, part_size, method, headers FROM multipart_uploads "
             "WHERE key = ?",
             (key,),
         ).fetchone()
         if row is None:
             return None
-        parts = self._conn.execute(
+        parts = conn.execute(
             "SELECT part_number, sha256, etag FROM multipart_parts WHERE upload_id = ?", (row[0],)
         )
         known = {number: (sha256, etag) for number, sha256, etag in parts}
@@ -124,7 +134,7 @@ class ResumeJournal:
     async def begin(self, key: str, size: int, ticket: MultipartTicket) -> None:
         """Remember that ``key`` is being uploaded as the ticket's upload (before any part)."""
         await self._call(
-            self._conn.execute,
+            sqlite3.Connection.execute,
             "INSERT OR REPLACE INTO multipart_uploads VALUES (?, ?, ?, ?, ?, ?)",
             (
                 key,
@@ -139,7 +149,7 @@ class ResumeJournal:
     async def part_stored(self, upload_id: str, number: int, sha256: str, etag: str) -> None:
         """Remember a part that storage accepted."""
         await self._call(
-            self._conn.execute,
+            sqlite3.Connection.execute,
             "INSERT OR REPLACE INTO multipart_parts VALUES (?, ?, ?, ?)",
             (upload_id, number, sha256, etag),
         )
@@ -148,13 +158,14 @@ class ResumeJournal:
         """Drop ``key``'s upload and its parts (completed, or gone from the server)."""
         await self._call(self._forget, key)
 
-    def _forget(self, key: str) -> None:
-        self._conn.execute(
+    @staticmethod
+    def _forget(conn: sqlite3.Connection, key: str) -> None:
+        conn.execute(
             "DELETE FROM multipart_parts WHERE upload_id IN "
             "(SELECT upload_id FROM multipart_uploads WHERE key = ?)",
             (key,),
         )
-        self._conn.execute("DELETE FROM multipart_uploads WHERE key = ?", (key,))
+        conn.execute("DELETE FROM multipart_uploads WHERE key = ?", (key,))
 
 
 def _connect(path: Path) -> sqlite3.Connection:

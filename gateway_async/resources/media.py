@@ -68,7 +68,7 @@ class Media(Resource):
         if idempotency_key is not None:
             check_idempotency_key(idempotency_key)
         check_part_concurrency(part_concurrency)
-        resume = None if journal is None else await ResumeJournal.at(journal)
+        resume = None if journal is None else ResumeJournal.at(journal)
         async with resume or contextlib.nullcontext():
             return await self._upload(
                 source,

@@ -92,7 +92,7 @@ async def crashed_upload(
     source = await prepare_source(path, files=LocalFiles())
     key = resume_key(source)
     assert key is not None
-    async with await ResumeJournal.at(journal) as resume:
+    async with ResumeJournal.at(journal) as resume:
         await resume.begin(key, len(data), structure_ticket(ticket, None))  # type: ignore[arg-type]
         for number in stored:
             chunk = data[(number - 1) * PART : number * PART]
@@ -200,3 +200,24 @@ async def test_a_bad_journal_is_refused_before_any_request(emu: Emulator, gw: Ga
     with pytest.raises(InvalidRequestError, match="journal"):
         await gw.media.upload(b"x", journal=42)  # type: ignore[arg-type]
     assert sum(emu.stats.requests_by_route.values()) == 0
+
+
+async def test_ingest_resumes_through_its_journal(
+    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    """``gw.ingest(journal=...)`` resumes a multipart upload journaled in the same file."""
+    path, data = media
+    journal = tmp_path / "ingest.journal"
+    await crashed_upload(api, media, journal, stored=[1, 2, 4])
+    before = emu.stats.bytes_received
+    items = [
+        item
+        async for item in gw.ingest(
+            [path], model="demo-image-embed", scope="resume", journal=journal
+        )
+    ]
+    (item,) = items
+    assert item.media_ref is not None
+    assert emu.media_path(item.media_ref.media_ref).read_bytes() == data
+    assert emu.stats.bytes_received - before == PART  # part 3 only
+    assert emu.stats.uploads_initiated == 1
