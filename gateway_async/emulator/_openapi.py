@@ -125,6 +125,48 @@ def run_request(core: Core) -> Schema:
     return {"anyOf": variants}
 
 
+_PART_NUMBER: Schema = {"type": "integer", "minimum": 1}
+_PART_URL = _closed(part_number=_PART_NUMBER, upload_url={"type": "string", "format": "uri"})
+_PARTS_DONE: Schema = {
+    "type": "array",
+    "minItems": 1,
+    "items": _obj(
+        ["part_number", "etag"], part_number=_PART_NUMBER, etag=_STR, sha256=_nullable(_SHA256)
+    ),
+}
+
+
+def _multipart_schemas() -> Schema:
+    """Contract version 2: init's multipart answer, part URL refresh, the parts listing."""
+    return {
+        "InitAnswer": {"anyOf": [_ref("UploadTicket"), _ref("MultipartTicket")]},
+        "MultipartTicket": _closed(
+            upload_id=_STR,
+            method={"const": "PUT"},
+            headers={"type": "object", "additionalProperties": _STR},
+            expires_at=_TIME,
+            part_size={"type": "integer", "minimum": 1},
+            parts={"type": "array", "minItems": 1, "items": _PART_URL},
+        ),
+        "PartsRefresh": _closed(
+            upload_id={"type": "string", "minLength": 1},
+            part_numbers={"type": "array", "minItems": 1, "items": _PART_NUMBER},
+        ),
+        "PartUrls": _closed(parts={"type": "array", "items": _PART_URL}, expires_at=_TIME),
+        "UploadStatus": _closed(
+            upload_id=_STR,
+            status={"enum": ["pending", "completed"]},
+            size=_COUNT,
+            part_size=_nullable({"type": "integer", "minimum": 1}),
+            parts={
+                "type": "array",
+                "items": _closed(part_number=_PART_NUMBER, size=_COUNT, etag=_STR),
+            },
+            expires_at=_TIME,
+        ),
+    }
+
+
 def schemas(core: Core) -> Schema:
     """The components: every request and response body."""
     strings = {"type": "array", "items": _STR}
@@ -184,8 +226,12 @@ def schemas(core: Core) -> Schema:
             expires_at=_TIME,
         ),
         "UploadComplete": _obj(
-            ["upload_id"], upload_id={"type": "string", "minLength": 1}, sha256=_nullable(_SHA256)
+            ["upload_id"],
+            upload_id={"type": "string", "minLength": 1},
+            sha256=_nullable(_SHA256),
+            parts=_PARTS_DONE,
         ),
+        **_multipart_schemas(),
         "Media": _closed(
             media_ref=_STR,
             size=_COUNT,
@@ -269,6 +315,7 @@ _LIST_PARAMS = (
     _param("q", "query", _STR, "Case-insensitive substring of slug, name or description"),
 )
 _SLUG = _param("slug", "path", {"type": "string", "minLength": 1}, "One path segment")
+_UPLOAD = _param("upload_id", "path", {"type": "string", "minLength": 1}, "From upload/init")
 _WINDOW = (
     _param("start", "query", _TIME, "Default: 30 days before end"),
     _param("end", "query", _TIME, "Default: now; a window ending before it starts is empty"),
@@ -284,7 +331,20 @@ def paths() -> Schema:
             )
         },
         "/api/media/upload/init": {
-            "post": _op("Start a media upload", (201, "UploadTicket"), _POSTED, body="UploadInit")
+            "post": _op("Start a media upload", (201, "InitAnswer"), _POSTED, body="UploadInit")
+        },
+        "/api/media/upload/parts": {
+            "post": _op(
+                "Re-sign part URLs of a multipart upload",
+                (200, "PartUrls"),
+                (*_POSTED, 404),
+                body="PartsRefresh",
+            )
+        },
+        "/api/media/upload/{upload_id}": {
+            "get": _op(
+                "List the parts storage holds", (200, "UploadStatus"), (401, 404), params=(_UPLOAD,)
+            )
         },
         "/api/media/upload/complete": {
             "post": _op(
