@@ -124,7 +124,7 @@ def plan_ticket(size: int, ticket: MultipartTicket) -> tuple[Part, ...]:
     part_size = ticket.part_size
     count = -(-size // part_size) if part_size > 0 else 0
     numbers = sorted(p.part_number for p in ticket.parts)
-    if size == 0 or count > _MAX_PARTS or numbers != list(range(1, count + 1)):
+    if size == 0 or part_size <= 0 or count > _MAX_PARTS or numbers != list(range(1, count + 1)):
         raise APIResponseValidationError(
             f"malformed multipart ticket: {len(numbers)} part URLs with part_size "
             f"{part_size} do not cover {size} bytes as parts 1..{count}"
