@@ -22,6 +22,7 @@ SCENARIOS: list[tuple[str, list[str]]] = [
     ("startup_bench", []),
     ("scaling_bench", []),
     ("uploads_bench", ["--rounds", "7"]),
+    ("multipart_bench", []),
     ("pipeline_bench", []),
     ("pipeline_bench", ["--files", "2000", "--latency", "0.01-0.03"]),
     ("ray_bench", []),
