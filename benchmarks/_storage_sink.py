@@ -9,6 +9,9 @@ deployment has the API and object storage on different origins:
   (``PutSink``, a plain asyncio protocol), counts it, and answers 200; ``complete`` then
   answers 409 when fewer bytes than the declared size arrived.
 
+With ``part`` > 0 it speaks contract version 2: ``init`` answers parts of ``part`` bytes,
+each PUT to ``/put/{upload_id}-{n}``, and ``complete`` checks their sum.
+
 It checks no credentials and hashes nothing, so that the client's cost shows.
 """
 
@@ -37,7 +40,7 @@ class SinkUrls(NamedTuple):
     pid: int  # the sink process, to read its CPU time from /proc
 
 
-def _serve(api_sock: socket.socket, put_sock: socket.socket, put_url: str) -> None:
+def _serve(api_sock: socket.socket, put_sock: socket.socket, put_url: str, part: int) -> None:
     from aiohttp import web
 
     ids = itertools.count()
@@ -53,20 +56,28 @@ def _serve(api_sock: socket.socket, put_sock: socket.socket, put_url: str) -> No
         body = json.loads(await request.read())
         upload_id = f"upl_{next(ids)}"
         uploads[upload_id] = body
-        ticket = {
+        ticket: dict[str, Any] = {
             "upload_id": upload_id,
-            "upload_url": f"{put_url}/put/{upload_id}",
             "method": "PUT",
             "headers": {"Content-Type": body["content_type"]},
             "expires_at": "2099-01-01T00:00:00Z",
         }
+        if part and body["size"] > part:
+            numbers = range(1, -(-body["size"] // part) + 1)
+            urls = [
+                {"part_number": n, "upload_url": f"{put_url}/put/{upload_id}-{n}"} for n in numbers
+            ]
+            ticket.update(part_size=part, parts=urls)
+        else:
+            ticket["upload_url"] = f"{put_url}/put/{upload_id}"
         return reply(ticket, 201)
 
     async def complete(request: web.Request) -> web.Response:
         body = json.loads(await request.read())
         upload_id = body["upload_id"]
         declared = uploads.pop(upload_id)
-        if received.pop(upload_id, None) != declared["size"]:
+        parts = [key for key in received if key.split("-")[0] == upload_id]
+        if sum(received.pop(key) for key in parts) != declared["size"]:
             return reply({"error": {"code": "conflict", "message": "short PUT"}}, 409)
         media = {
             "media_ref": f"mref_{upload_id}",
@@ -176,11 +187,12 @@ def _listening() -> tuple[socket.socket, str]:
 
 
 @contextmanager
-def storage_sink() -> Iterator[SinkUrls]:
-    """Start the sink in a child process; yield its two URLs; stop it afterwards."""
+def storage_sink(part: int = 0) -> Iterator[SinkUrls]:
+    """Start the sink in a child process; yield its two URLs; stop it afterwards.
+    ``part`` > 0: larger uploads get parts of that size (contract version 2)."""
     (api_sock, base), (put_sock, put_url) = _listening(), _listening()
     child = multiprocessing.get_context("fork").Process(
-        target=_serve, args=(api_sock, put_sock, put_url), daemon=True
+        target=_serve, args=(api_sock, put_sock, put_url, part), daemon=True
     )
     child.start()
     api_sock.close()

@@ -3,7 +3,7 @@
 Each client uploads the same file to a cheap loopback sink (``_storage_sink.PutSink``
 counts and discards bodies) in a fresh process per round; rounds alternate the clients.
 The version-2 sink answers ``init`` with parts of ``--part-mib``; the version-1 sink (the
-same code, no threshold) with one URL. Per client: MB/s, client CPU s/GiB (all threads and
+same code without parts) with one URL. Per client: MB/s, client CPU s/GiB (all threads and
 children) and the peak RSS growth of the uploading process (VmHWM over the RSS after its
 imports). Targets: multipart with sha256 >= 1.2x single PUT with sha256 (parts hash in
 parallel threads), peak RSS growth < 64 MiB at 4 GiB.
@@ -15,22 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
-import multiprocessing
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from benchmarks._stats import fmt_range, median, reset_peak_rss, status_mib
-from benchmarks._storage_sink import PutSink, SinkUrls
+from benchmarks._storage_sink import SinkUrls, storage_sink
 from benchmarks.uploads_bench import KEY, ROOT, rotated, sha256_file, verdict, write_random
 
 MIB = 1 << 20
@@ -40,84 +34,6 @@ MULTI_FAST = "gateway_async multipart, 4 parts at once, checksum=False"
 SINGLE_SUM = "gateway_async single PUT, checksum=True"
 SINGLE_FAST = "gateway_async single PUT, checksum=False"
 CLIENTS = (MULTI_SUM, SINGLE_SUM, MULTI_FAST, SINGLE_FAST, CURL)
-
-
-def _serve(api_sock: socket.socket, put_sock: socket.socket, put_url: str, part: int) -> None:
-    """The sink's API side: init (parts when ``part`` > 0) and complete."""
-    from aiohttp import web
-
-    ids = itertools.count()
-    sizes: dict[str, int] = {}
-    received: dict[str, int] = {}
-
-    async def init(request: web.Request) -> web.Response:
-        body = json.loads(await request.read())
-        upload_id = f"upl_{next(ids)}"
-        sizes[upload_id] = size = body["size"]
-        ticket: dict[str, Any] = {
-            "upload_id": upload_id,
-            "method": "PUT",
-            "headers": {"Content-Type": body["content_type"]},
-            "expires_at": "2099-01-01T00:00:00Z",
-        }
-        if part:
-            numbers = range(1, -(-size // part) + 1)
-            urls = [
-                {"part_number": n, "upload_url": f"{put_url}/put/{upload_id}-{n}"} for n in numbers
-            ]
-            ticket.update(part_size=part, parts=urls)
-        else:
-            ticket["upload_url"] = f"{put_url}/put/{upload_id}"
-        return web.json_response(ticket, status=201)
-
-    async def complete(request: web.Request) -> web.Response:
-        body = json.loads(await request.read())
-        upload_id = body["upload_id"]
-        got = sum(n for key, n in received.items() if key.split("-")[0] == upload_id)
-        if got != sizes[upload_id]:
-            return web.json_response(
-                {"error": {"code": "conflict", "message": "short"}}, status=409
-            )
-        media = {"media_ref": f"mref_{upload_id}", "size": got, "content_type": "x/y"}
-        return web.json_response(media)
-
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_post("/api/media/upload/init", init)
-        app.router.add_post("/api/media/upload/complete", complete)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.SockSite(runner, api_sock).start()
-        loop = asyncio.get_running_loop()
-        await loop.create_server(lambda: PutSink(received), sock=put_sock)
-        await loop.create_future()
-
-    asyncio.run(main())
-
-
-def _listening() -> tuple[socket.socket, str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
-@contextmanager
-def sink(part: int) -> Iterator[SinkUrls]:
-    """A sink in a child process: multipart with parts of ``part`` bytes, or single (0)."""
-    (api_sock, base), (put_sock, put_url) = _listening(), _listening()
-    child = multiprocessing.get_context("fork").Process(
-        target=_serve, args=(api_sock, put_sock, put_url, part), daemon=True
-    )
-    child.start()
-    api_sock.close()
-    put_sock.close()
-    try:
-        assert child.pid is not None
-        yield SinkUrls(base, put_url, child.pid)
-    finally:
-        child.terminate()
-        child.join(5)
 
 
 def child_round(name: str, base: str, put: str, path: str) -> None:
@@ -172,7 +88,7 @@ def run_size(size: int, rounds: int, part: int, tmp: Path) -> str:
     path = write_random(tmp / f"big-{size}.bin", size)
     sha256_file(path)  # page cache warm
     results: dict[str, list[dict[str, float]]] = {name: [] for name in CLIENTS}
-    with sink(part) as multi, sink(0) as single:
+    with storage_sink(part) as multi, storage_sink() as single:
         for round_no in range(rounds):
             for name in rotated(list(CLIENTS), round_no):
                 urls = multi if "multipart" in name else single

@@ -8,23 +8,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 import pytest_asyncio
 from yarl import URL
 
 from gateway_async import Gateway, RetryPolicy
 from gateway_async.emulator import Emulator
 from gateway_async.emulator._faults import Decision
-from tests.emulator.conftest import Api, FakeClock
+from tests.emulator.conftest import FakeClock, api, clock, session
+
+__all__ = ["api", "clock", "session"]  # the emulator tests' fixtures, over this ``emu``
 
 MiB = 1024**2
 PART = 5 * MiB
 THRESHOLD = 5 * MiB
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest_asyncio.fixture
@@ -33,17 +29,6 @@ async def emu(clock: FakeClock) -> AsyncIterator[Emulator]:
         clock=clock, multipart_threshold=THRESHOLD, multipart_part_size=PART
     ) as emulator:
         yield emulator
-
-
-@pytest_asyncio.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest_asyncio.fixture
-async def api(session: aiohttp.ClientSession, emu: Emulator) -> Api:
-    return Api(session, emu)
 
 
 def quick_retries(max_retries: int = 3) -> RetryPolicy:

@@ -9,6 +9,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,64 +104,61 @@ async def crashed_upload(
     return upload_id
 
 
-async def test_resume_sends_only_the_missing_parts(
-    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], tmp_path: Path
-) -> None:
-    path, data = media
-    journal = tmp_path / "j.sqlite"
-    await crashed_upload(api, media, journal, stored=[1, 3])
+@pytest.fixture
+def journal(tmp_path: Path) -> Path:
+    return tmp_path / "j.sqlite"
+
+
+async def resume(emu: Emulator, gw: Gateway, media: tuple[Path, bytes], journal: Path) -> Any:
+    """Upload ``media`` again with the journal; check it byte-exact; return the MediaRef and
+    how many bytes storage received for it."""
     before = emu.stats.bytes_received
-    ref = await gw.media.upload(path, journal=journal)
-    assert emu.media_path(ref.media_ref).read_bytes() == data
-    assert emu.stats.bytes_received - before == PART + 1  # parts 2 and 4
+    ref = await gw.media.upload(media[0], journal=journal)
+    assert emu.media_path(ref.media_ref).read_bytes() == media[1]
+    return ref, emu.stats.bytes_received - before
+
+
+async def test_resume_sends_only_the_missing_parts(
+    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], journal: Path
+) -> None:
+    await crashed_upload(api, media, journal, stored=[1, 3])
+    _, sent = await resume(emu, gw, media, journal)
+    assert sent == PART + 1  # parts 2 and 4
     assert emu.stats.uploads_initiated == 1
 
 
 async def test_a_part_whose_journaled_sha256_differs_is_sent_again(
-    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], tmp_path: Path
+    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], journal: Path
 ) -> None:
-    path, data = media
-    journal = tmp_path / "j.sqlite"
     upload_id = await crashed_upload(api, media, journal, stored=[1, 2, 3, 4])
     with sqlite3.connect(journal) as db:  # as if part 2 was stored from other bytes
         db.execute("UPDATE multipart_parts SET sha256 = ? WHERE part_number = 2", ("0" * 64,))
-    before = emu.stats.bytes_received
-    ref = await gw.media.upload(path, journal=journal)
-    assert emu.media_path(ref.media_ref).read_bytes() == data
-    assert emu.stats.bytes_received - before == PART
+    ref, sent = await resume(emu, gw, media, journal)
+    assert sent == PART
     assert ref.media_ref == emu.core.state.uploads[upload_id].media_ref
 
 
 async def test_a_part_storage_lost_is_sent_again(
-    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], tmp_path: Path
+    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], journal: Path
 ) -> None:
-    path, data = media
-    journal = tmp_path / "j.sqlite"
     upload_id = await crashed_upload(api, media, journal, stored=[1, 2])
     del emu.core.multipart.records[upload_id].parts["1"]
-    before = emu.stats.bytes_received
-    ref = await gw.media.upload(path, journal=journal)
-    assert emu.media_path(ref.media_ref).read_bytes() == data
-    assert emu.stats.bytes_received - before == 2 * PART + 1  # parts 1, 3 and 4
+    _, sent = await resume(emu, gw, media, journal)
+    assert sent == 2 * PART + 1  # parts 1, 3 and 4
 
 
 async def test_an_upload_the_server_forgot_starts_afresh(
-    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], tmp_path: Path
+    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], journal: Path
 ) -> None:
-    path, data = media
-    journal = tmp_path / "j.sqlite"
     upload_id = await crashed_upload(api, media, journal, stored=[1])
     del emu.core.state.uploads[upload_id]
-    ref = await gw.media.upload(path, journal=journal)
-    assert emu.media_path(ref.media_ref).read_bytes() == data
+    await resume(emu, gw, media, journal)
     assert emu.stats.uploads_initiated == 2
 
 
 async def test_a_crash_after_complete_completes_again(
-    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], tmp_path: Path
+    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], journal: Path
 ) -> None:
-    path, data = media
-    journal = tmp_path / "j.sqlite"
     upload_id = await crashed_upload(api, media, journal, stored=[1, 2, 3, 4])
     first = await api.post(
         "/api/media/upload/complete",
@@ -176,23 +174,20 @@ async def test_a_crash_after_complete_completes_again(
         },
     )
     puts = emu.stats.puts
-    ref = await gw.media.upload(path, journal=journal)
+    ref, _ = await resume(emu, gw, media, journal)
     assert ref.media_ref == first.body["media_ref"]
     assert emu.stats.puts == puts
-    assert emu.media_path(ref.media_ref).read_bytes() == data
 
 
 async def test_an_edited_file_does_not_resume(
-    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], tmp_path: Path
+    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], journal: Path
 ) -> None:
-    path, data = media
-    journal = tmp_path / "j.sqlite"
     await crashed_upload(api, media, journal, stored=[1, 2, 3])
+    path, data = media
     edited = b"X" + data[1:]
     path.write_bytes(edited)
     os.utime(path, ns=(1, 1))
-    ref = await gw.media.upload(path, journal=journal)
-    assert emu.media_path(ref.media_ref).read_bytes() == edited
+    await resume(emu, gw, (path, edited), journal)
     assert emu.stats.uploads_initiated == 2
 
 
@@ -203,11 +198,10 @@ async def test_a_bad_journal_is_refused_before_any_request(emu: Emulator, gw: Ga
 
 
 async def test_ingest_resumes_through_its_journal(
-    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], tmp_path: Path
+    api: Api, emu: Emulator, gw: Gateway, media: tuple[Path, bytes], journal: Path
 ) -> None:
     """``gw.ingest(journal=...)`` resumes a multipart upload journaled in the same file."""
     path, data = media
-    journal = tmp_path / "ingest.journal"
     await crashed_upload(api, media, journal, stored=[1, 2, 4])
     before = emu.stats.bytes_received
     items = [
