@@ -124,7 +124,7 @@ class Multipart:
                 raise _UploadGone
             reader = await open_reader(self.ctx.source)
             try:
-                attempt = _Attempt(self, known.upload_id, known.part_size, reader)
+                attempt = _Attempt(self, known.upload_id, reader)
                 return await attempt.resume(known, status)
             finally:
                 close_quietly(reader)
@@ -140,7 +140,7 @@ class Multipart:
                 await self.ctx.journal.begin(self.key, self.ctx.source.size, ticket)
             reader = await open_reader(self.ctx.source)
             try:
-                attempt = _Attempt(self, ticket.upload_id, ticket.part_size, reader)
+                attempt = _Attempt(self, ticket.upload_id, reader)
                 return await attempt.run(ticket)
             except (_UploadGone, UploadExpiredError) as exc:
                 if inits_left == 0:
@@ -172,14 +172,15 @@ class Multipart:
 class _Attempt:
     """One multipart upload id: its parts in flight, their results, its progress."""
 
-    def __init__(self, owner: Multipart, upload_id: str, part_size: int, reader: Reader | None):
+    def __init__(self, owner: Multipart, upload_id: str, reader: Reader | None) -> None:
         self.owner, self.ctx = owner, owner.ctx
-        self.upload_id, self.part_size, self.reader = upload_id, part_size, reader
+        self.upload_id, self.reader = upload_id, reader
         self.urls: dict[int, str] = {}
         self.done: dict[int, _Done] = {}
-        self.sent: dict[int, int] = {}
+        self.sent: dict[int, int] = {}  # bytes of each part's current attempt
+        self.total = 0  # their sum, for progress
         self.method, self.headers = "PUT", dict[str, str]()
-        self.expires_at: Any = None
+        self.expires_at: Any = None  # set with the URLs (from init or a refresh)
 
     async def run(self, ticket: MultipartTicket) -> MediaRef:
         parts = plan_ticket(self.ctx.source.size, ticket)
@@ -196,6 +197,7 @@ class _Attempt:
             if ok is not None:
                 self.done[part.number] = ok
                 self.sent[part.number] = part.size
+                self.total += part.size
         if status.status == "completed":  # crashed after complete: complete again, same ref
             for number, stored in listed.items():
                 self.done.setdefault(number, _Done(stored.etag, None))
@@ -292,8 +294,8 @@ class _Attempt:
     async def _stored(self, part: Part, digest: str | None, etag: str | None) -> None:
         if etag is None:
             raise UploadError(
-                f"{self.ctx.source.identity}: storage accepted part {part.number} without an "
-                "ETag, which complete needs; is the storage CORS policy hiding it?"
+                f"{self.ctx.source.identity}: storage accepted part {part.number} without the "
+                "ETag header that complete needs; the upload was not completed"
             )
         self.done[part.number] = _Done(etag, digest)
         journal = self.ctx.journal
@@ -302,13 +304,14 @@ class _Attempt:
 
     def _writer(self, part: Part) -> Callable[[int], None]:
         def wrote(sent: int) -> None:
+            self.total += sent - self.sent.get(part.number, 0)
             self.sent[part.number] = sent
             self._progress()
 
         return wrote
 
     def _progress(self) -> None:
-        self.ctx.progress(sum(self.sent.values()))
+        self.ctx.progress(self.total)
 
     async def _refresh(self, numbers: list[int]) -> None:
         body = {"upload_id": self.upload_id, "part_numbers": numbers}
@@ -335,7 +338,8 @@ class _Attempt:
 
 
 async def _stream_parts(source: Source, parts: list[Part]) -> AsyncGenerator[bytes, None]:
-    """An async iterable source cut into its parts' bytes, in order (exact sizes)."""
+    """An async iterable source cut into its parts' bytes, in order (exact sizes). Before
+    the last part is handed out, the source must be at its end."""
     buffer = bytearray()
     async with contextlib.aclosing(source.chunks()) as chunks:
         for part in parts:
@@ -346,9 +350,9 @@ async def _stream_parts(source: Source, parts: list[Part]) -> AsyncGenerator[byt
                 buffer += chunk
             data = bytes(buffer[: part.size])
             del buffer[: part.size]
+            if part is parts[-1] and (buffer or await anext(chunks, None) is not None):
+                raise _miscount(source, "more")
             yield data
-        if buffer or await anext(chunks, None) is not None:
-            raise _miscount(source, "more")
 
 
 def _miscount(source: Source, which: str) -> UploadError:

@@ -156,3 +156,19 @@ async def test_progress_counts_bytes_across_parts(emu: Emulator, gw: Gateway) ->
     assert seen == sorted(seen)
     assert seen[-1] == len(DATA)
     assert len(seen) > 8  # several events per part, summed across parts
+
+
+@pytest.mark.parametrize(("extra", "which"), [(b"!", "more"), (None, "fewer")])
+async def test_a_stream_of_another_size_never_completes(
+    emu: Emulator, gw: Gateway, extra: bytes | None, which: str
+) -> None:
+    data = DATA[: 2 * PART + 1]
+
+    async def stream() -> Any:
+        yield data[:PART]
+        yield data[PART:] if extra is None else data[PART:] + extra
+
+    size = len(data) + (1 if extra is None else 0)
+    with pytest.raises(UploadError, match=f"gave {which} bytes"):
+        await gw.media.upload(stream(), size=size)
+    assert emu.stats.requests_by_route["POST /api/media/upload/complete"] == 0
