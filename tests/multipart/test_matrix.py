@@ -79,3 +79,21 @@ async def test_matrix(
         assert emu.stats.credential_leaks == 0
         assert seen[-1] == size
         assert max(seen) == size
+
+
+async def test_upload_many_mixes_single_and_multipart(tmp_path: Path) -> None:
+    """One ``upload_many`` call, some files above the threshold and some below."""
+    sizes = [PART + 1, 100, THRESHOLD, 2 * PART + 7]
+    paths = []
+    for number, size in enumerate(sizes):
+        paths.append(tmp_path / f"{number}.bin")
+        paths[-1].write_bytes(DATA[:size])
+    async with (
+        Emulator(multipart_threshold=THRESHOLD, multipart_part_size=PART) as emu,
+        emu.client(retry=quick_retries()) as gw,
+    ):
+        refs = await gw.media.upload_many(paths, concurrency=2, part_concurrency=2)
+        for ref, size in zip(refs, sizes, strict=True):
+            assert not isinstance(ref, Exception)
+            assert emu.media_path(ref.media_ref).read_bytes() == DATA[:size]
+        assert emu.stats.puts == 2 + 1 + 1 + 3
