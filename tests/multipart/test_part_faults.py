@@ -64,6 +64,7 @@ async def test_a_stalled_part_is_sent_again(emu: Emulator, media: Path) -> None:
     async with emu.client(retry=quick_retries(), upload_stall_timeout=0.2) as gw:
         ref = await gw.media.upload(media)
     await assert_exact(emu, ref)
+    assert emu.stats.puts >= 9  # the stalled part was given up on and sent again
     assert emu.stats.bytes_received < LIMIT
 
 
