@@ -60,8 +60,8 @@ async def test_one_failed_part_is_sent_again_alone(
 
 
 async def test_a_stalled_part_is_sent_again(emu: Emulator, media: Path) -> None:
-    script_faults(emu, Decision(latency=1.0))  # storage sits on the first part's body
-    async with emu.client(retry=quick_retries(), upload_stall_timeout=0.2) as gw:
+    script_faults(emu, Decision(latency=1.5))  # storage sits on the first part's body
+    async with emu.client(retry=quick_retries(), upload_stall_timeout=0.5) as gw:
         ref = await gw.media.upload(media)
     await assert_exact(emu, ref)
     assert emu.stats.puts >= 9  # the stalled part was given up on and sent again
