@@ -67,7 +67,7 @@ async def test_a_killed_upload_resumes_with_the_missing_parts_only(tmp_path: Pat
             ref = await gw.media.upload(path, journal=journal)
         assert emu.media_path(ref.media_ref).read_bytes() == data
         assert emu.stats.bytes_received < 1.3 * BIG
-        assert emu.stats.bytes_received - received_before < 0.75 * BIG  # not from byte 0
+        assert emu.stats.bytes_received - received_before < 0.9 * BIG  # not from byte 0
         assert emu.stats.uploads_initiated == 1
         assert emu.stats.requests_by_route[COMPLETE] == 1
     with sqlite3.connect(journal) as db:  # a finished upload leaves nothing to resume
