@@ -13,6 +13,7 @@ import pytest
 from gateway_async import Gateway, InvalidRequestError, Limits, UploadError, UploadProgress
 from gateway_async.emulator import Emulator
 from gateway_async.emulator import _multipart as emulator_multipart
+from gateway_async.emulator import _storage as emulator_storage
 from gateway_async.emulator._faults import Decision
 from tests.emulator.conftest import FakeClock
 
@@ -180,4 +181,18 @@ async def test_a_stream_of_another_size_never_completes(
     size = len(data) + (1 if extra is None else 0)
     with pytest.raises(UploadError, match=f"gave {which} bytes"):
         await gw.media.upload(stream(), size=size)
+    assert emu.stats.requests_by_route["POST /api/media/upload/complete"] == 0
+
+
+async def test_a_part_refused_after_fresh_urls_fails_without_leaking_them(
+    emu: Emulator, gw: Gateway, small: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage refusing every signature: two refreshes, then an error naming the part, and
+    no signed URL in it."""
+    monkeypatch.setattr(emulator_storage, "verify", lambda *_: None)
+    with pytest.raises(UploadError, match="refused part") as failed:
+        await gw.media.upload(small, part_concurrency=1)
+    assert failed.value.status_code == 403
+    assert "X-Emu-Signature" not in str(failed.value)
+    assert emu.stats.requests_by_route[REFRESH] == 2
     assert emu.stats.requests_by_route["POST /api/media/upload/complete"] == 0
