@@ -4,6 +4,7 @@ changes mid-upload never completes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from gateway_async.emulator import _multipart as emulator_multipart
 from gateway_async.emulator import _storage as emulator_storage
 from gateway_async.emulator._faults import Decision
 from tests.emulator.conftest import FakeClock
+from tests.uploads.conftest import threads_left
 
 from .conftest import PART, quick_retries, script_faults
 
@@ -195,4 +197,24 @@ async def test_a_part_refused_after_fresh_urls_fails_without_leaking_them(
     assert failed.value.status_code == 403
     assert "X-Emu-Signature" not in str(failed.value)
     assert emu.stats.requests_by_route[REFRESH] == 2
+    assert emu.stats.requests_by_route["POST /api/media/upload/complete"] == 0
+
+
+async def test_cancelling_a_multipart_upload_leaves_nothing_running(
+    emu: Emulator, gw: Gateway, small: Path
+) -> None:
+    """Cancelled mid-way: every part's reader thread is gone and the file is closed (the
+    suite runs with warnings as errors, so an unclosed file or session would fail it)."""
+    started = asyncio.Event()
+
+    def progress(event: UploadProgress) -> None:
+        if event.bytes_sent > PART:
+            started.set()
+
+    upload = asyncio.create_task(gw.media.upload(small, on_progress=progress))
+    await started.wait()
+    upload.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+    assert threads_left("gateway-read") == []
     assert emu.stats.requests_by_route["POST /api/media/upload/complete"] == 0
