@@ -35,7 +35,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/api/media/upload/init", init_upload),
     ("POST", "/api/media/upload/complete", complete_upload),
     ("POST", "/api/media/upload/parts", refresh_parts),
-    ("GET", "/api/media/upload/{upload_id}", show_upload),
+    # upl_ ids only, so /init, /complete and /parts keep their own Allow headers.
+    ("GET", "/api/media/upload/{upload_id:upl_[^/]+}", show_upload),
     ("GET", "/api/marketplace/models", list_models),
     ("GET", "/api/marketplace/models/{slug}", get_model),
     ("GET", "/api/billing/wallet", wallet),

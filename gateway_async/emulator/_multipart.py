@@ -127,27 +127,36 @@ async def _refresh(core: Core, body: dict[str, Any]) -> Answer:
 
 def _pending_record(core: Core, upload: Upload) -> MultipartRecord:
     record = core.multipart.records.get(upload.upload_id)
-    if record is None:
-        raise invalid(
-            "upload_id",
+    if record is None:  # a well-formed request about the wrong kind of upload: 409
+        raise ApiError(
+            409,
             f"upload {upload.upload_id!r} is not a multipart upload; "
             "its upload_url comes from upload/init",
+            field="upload_id",
         )
     if upload.media_ref is not None:
         raise ApiError(409, f"upload {upload.upload_id!r} is already completed", field="upload_id")
     return record
 
 
+def _part_number(value: object) -> int | None:
+    """A JSON integer >= 1 (``3.0`` is the integer 3), else None."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return None
+    return value
+
+
 def _part_numbers(value: object, record: MultipartRecord) -> list[int]:
     fix = f"part_numbers must be a non-empty list of part numbers from 1 to {record.count}"
-    if not isinstance(value, list) or not value:
+    numbers = [_part_number(n) for n in value] if isinstance(value, list) else []
+    if not numbers or None in numbers:
         raise invalid("part_numbers", fix)
-    for number in value:
-        if isinstance(number, bool) or not isinstance(number, int):
-            raise invalid("part_numbers", fix)
-        if record.part_length(number) is None:
-            raise invalid("part_numbers", fix)
-    return list(dict.fromkeys(value))
+    for number in numbers:
+        if record.part_length(number or 0) is None:  # well-formed, but no such part: 409
+            raise ApiError(409, fix, field="part_numbers")
+    return list(dict.fromkeys(n for n in numbers if n is not None))
 
 
 # -- PUT /storage/{upload_id}/parts/{part_number} ----------------------------------------------
@@ -194,8 +203,14 @@ async def assemble(core: Core, upload: Upload, body: dict[str, Any]) -> None:
     file, as a single PUT would have left it. Any other upload must not send ``parts``."""
     record = core.multipart.records.get(upload.upload_id)
     if record is None:
-        if "parts" in body:
-            raise invalid("parts", "parts is only for multipart uploads (init answered parts)")
+        if body.get("parts") is not None:
+            _given_parts(body["parts"])  # malformed: 422; well-formed: the wrong upload, 409
+            raise ApiError(
+                409,
+                "parts is only for multipart uploads (init answered parts); complete this "
+                "one without parts",
+                field="parts",
+            )
         return
     _check_parts(record, body.get("parts"))
     upload.put_sha256 = await asyncio.to_thread(_join, core, record)
@@ -239,8 +254,12 @@ def _given_parts(value: object) -> dict[int, tuple[str, str | None]]:
     for item in value:
         if not isinstance(item, dict) or set(item) - {"part_number", "etag", "sha256"}:
             raise invalid("parts", fix)
-        number, etag, sha256 = item.get("part_number"), item.get("etag"), item.get("sha256")
-        if isinstance(number, bool) or not isinstance(number, int) or not isinstance(etag, str):
+        number, etag, sha256 = (
+            _part_number(item.get("part_number")),
+            item.get("etag"),
+            item.get("sha256"),
+        )
+        if number is None or not isinstance(etag, str):
             raise invalid("parts", fix)
         if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
             raise invalid("parts", f"part {number}: sha256 must be 64 hexadecimal characters")

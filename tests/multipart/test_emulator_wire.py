@@ -148,21 +148,32 @@ async def test_expired_part_url_403_then_refresh(api: Api, clock: FakeClock) -> 
     assert status.body["expires_at"] == reply.body["expires_at"]  # the upload lives on
 
 
-@pytest.mark.parametrize("numbers", [[], [0], [4], ["1"], None, [True]])
-async def test_refresh_validates_part_numbers(api: Api, numbers: Any) -> None:
+@pytest.mark.parametrize(
+    ("numbers", "status"),
+    [([], 422), ([0], 422), (["1"], 422), (None, 422), ([True], 422), ([1.5], 422), ([4], 409)],
+)
+async def test_refresh_validates_part_numbers(api: Api, numbers: Any, status: int) -> None:
+    """Malformed part numbers are 422; a well-formed number of no part of this upload 409."""
     ticket = await init(api, len(DATA))
     body = {"upload_id": ticket["upload_id"], "part_numbers": numbers}
     reply = await api.post("/api/media/upload/parts", body)
-    assert reply.status == 422
+    assert reply.status == status
     assert reply.body["error"]["details"] == {"field": "part_numbers"}
 
 
-async def test_refresh_of_a_single_upload_is_422(api: Api) -> None:
+async def test_refresh_accepts_integral_floats(api: Api) -> None:
+    ticket = await init(api, len(DATA))
+    body = {"upload_id": ticket["upload_id"], "part_numbers": [2.0]}
+    reply = await api.post("/api/media/upload/parts", body)
+    assert [p["part_number"] for p in reply.body["parts"]] == [2]
+
+
+async def test_refresh_of_a_single_upload_is_409(api: Api) -> None:
     ticket = await init(api, 10)
     reply = await api.post(
         "/api/media/upload/parts", {"upload_id": ticket["upload_id"], "part_numbers": [1]}
     )
-    assert (reply.status, reply.body["error"]["details"]) == (422, {"field": "upload_id"})
+    assert (reply.status, reply.body["error"]["details"]) == (409, {"field": "upload_id"})
 
 
 async def test_complete_conflicts(api: Api) -> None:
@@ -210,12 +221,15 @@ async def test_complete_validates_parts(api: Api, parts: Any) -> None:
     assert (reply.status, reply.body["error"]["details"]) == (422, {"field": "parts"})
 
 
-async def test_parts_on_a_single_upload_is_422(api: Api) -> None:
+@pytest.mark.parametrize(
+    ("parts", "status"), [([{"part_number": 1, "etag": '"x"'}], 409), ([{}], 422)]
+)
+async def test_parts_on_a_single_upload(api: Api, parts: Any, status: int) -> None:
+    """Well-formed parts for an upload that has none: 409; malformed ones: 422."""
     ticket = await init(api, 10)
     await api.put(ticket, b"0123456789")
-    parts = [{"part_number": 1, "etag": '"x"'}]
     reply = await api.post(COMPLETE, {"upload_id": ticket["upload_id"], "parts": parts})
-    assert (reply.status, reply.body["error"]["details"]) == (422, {"field": "parts"})
+    assert (reply.status, reply.body["error"]["details"]) == (status, {"field": "parts"})
 
 
 async def test_aborted_upload_answers_404_no_such_upload(api: Api, emu: Emulator) -> None:
