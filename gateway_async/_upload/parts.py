@@ -90,6 +90,7 @@ class UploadStatus:
     upload_id: str
     status: str
     size: int
+    expires_at: datetime
     part_size: int | None = None
     parts: tuple[StoredPart, ...] = ()
 
