@@ -123,6 +123,10 @@ class _Upload:
         self.inits += 1
         return await _init(self.transport, self.source, self.timeout, key)
 
+    def derived_key(self, purpose: str) -> str | None:
+        """The key of one call of this upload (None without the caller's key)."""
+        return _derived_key(self.key, purpose)
+
     async def _new_ticket(self) -> UploadTicket:
         ticket = await self.init()
         if isinstance(ticket, MultipartTicket):

@@ -44,17 +44,17 @@ from .parts import (
     UploadStatus,
     close_quietly,
     hash_range,
+    memory_reader,
     open_reader,
     part_source,
     plan,
     plan_ticket,
-    structure_ticket,
 )
 from .resume import Resumable, ResumeJournal, resume_key
 from .sources import Source
 from .storage import PutOutcome, Storage, TicketRefused
 
-__all__ = ["Multipart", "UploadContext", "check_part_concurrency", "init_upload"]
+__all__ = ["Multipart", "UploadContext", "check_part_concurrency"]
 
 _REFRESHES_PER_PART = 2
 _FRESH_INITS = 1
@@ -70,8 +70,15 @@ class UploadContext(Protocol):
     timeout: Any
     part_concurrency: int
     journal: ResumeJournal | None
+    key: str | None  # the caller's idempotency key
 
     def progress(self, sent: int) -> None: ...
+
+    async def init(self) -> UploadTicket | MultipartTicket:
+        """A fresh ``init`` (with the next key derived from the caller's, if any)."""
+
+    def derived_key(self, purpose: str) -> str | None:
+        """The idempotency key of one call, derived from the caller's (None: random)."""
 
 
 class _UploadGone(Exception):
@@ -91,16 +98,6 @@ def check_part_concurrency(value: object) -> None:
             f"part_concurrency: {value!r} is not a positive integer; pass e.g. 4",
             field="part_concurrency",
         )
-
-
-async def init_upload(
-    transport: Transport, source: Source, timeout: Any
-) -> UploadTicket | MultipartTicket:
-    """``POST /api/media/upload/init``: a single-PUT ticket or, above the server's limit,
-    a multipart one."""
-    body = {"filename": source.filename, "content_type": source.content_type, "size": source.size}
-    reply = await transport.request("POST", "/api/media/upload/init", body=body, timeout=timeout)
-    return structure_ticket(reply.data, reply.request_id)
 
 
 class Multipart:
@@ -134,6 +131,10 @@ class Multipart:
 
     async def upload(self, ticket: MultipartTicket) -> MediaRef:
         """Send every part of a fresh ticket and complete; one fresh init if it is gone."""
+        if self.ctx.key is not None:  # init may be a replay of an upload already completed
+            again = await self._completed_before(ticket)
+            if again is not None:
+                return again
         inits_left = _FRESH_INITS
         while True:
             if self.ctx.journal is not None and self.key is not None:
@@ -153,8 +154,26 @@ class Multipart:
                 close_quietly(reader)
             ticket = await self._fresh_ticket()
 
+    async def _completed_before(self, ticket: MultipartTicket) -> MediaRef | None:
+        """The MediaRef of an upload this idempotency key already completed: ``complete``
+        again with the same parts and sha256s (hashed from the source, in threads), which
+        the Gateway answers as a replay. None when it is not completed (or the source is a
+        stream, which cannot be read twice)."""
+        status = await self._status(ticket.upload_id)
+        reader = await open_reader(self.ctx.source) or memory_reader(self.ctx.source)
+        if status.status != "completed" or reader is None:
+            close_quietly(reader)
+            return None
+        try:
+            attempt = _Attempt(self, ticket.upload_id, reader)
+            parts = plan_ticket(self.ctx.source.size, ticket)
+            await attempt.rehash(parts, status)
+            return await attempt.complete(parts)
+        finally:
+            close_quietly(reader)
+
     async def _fresh_ticket(self) -> MultipartTicket:
-        ticket = await init_upload(self.ctx.transport, self.ctx.source, self.ctx.timeout)
+        ticket = await self.ctx.init()
         if not isinstance(ticket, MultipartTicket):
             raise UploadError(
                 f"{self.ctx.source.identity}: the server switched from multipart to a single "
@@ -217,6 +236,19 @@ class _Attempt:
             return None
         return _Done(etag, sha256)
 
+    async def rehash(self, parts: tuple[Part, ...], status: UploadStatus) -> None:
+        """Each part as the first ``complete`` sent it: its listed ETag and its sha256 as
+        the source holds it (hashed in threads, in parallel)."""
+        etags = {p.part_number: p.etag for p in status.parts}
+
+        async def one(part: Part) -> None:
+            digest = None
+            if self.ctx.checksum and self.reader is not None:
+                digest = await asyncio.to_thread(hash_range, self.reader, part)
+            self.done[part.number] = _Done(etags.get(part.number, ""), digest)
+
+        await asyncio.gather(*map(one, parts))
+
     def _adopt(self, ticket: MultipartTicket | PartsRefresh) -> None:
         if isinstance(ticket, MultipartTicket):
             self.method, self.headers = ticket.method, ticket.headers
@@ -230,7 +262,7 @@ class _Attempt:
             await _gather_first_error(self._send_all(todo))
         if self.reader is not None:
             await asyncio.to_thread(self.reader.check)
-        media = await self._complete(parts)
+        media = await self.complete(parts)
         if self.owner.key is not None and self.ctx.journal is not None:
             await self.ctx.journal.forget(self.owner.key)
         return media
@@ -320,7 +352,7 @@ class _Attempt:
         )
         self._adopt(structure(reply.data, PartsRefresh, request_id=reply.request_id))
 
-    async def _complete(self, parts: tuple[Part, ...]) -> MediaRef:
+    async def complete(self, parts: tuple[Part, ...]) -> MediaRef:
         listed = []
         for part in parts:
             done = self.done[part.number]
@@ -332,6 +364,7 @@ class _Attempt:
             "POST",
             "/api/media/upload/complete",
             body={"upload_id": self.upload_id, "parts": listed},
+            idempotency_key=self.ctx.derived_key(f"complete {self.upload_id}"),
             timeout=self.ctx.timeout,
         )
         return structure(reply.data, MediaRef, request_id=reply.request_id)

@@ -35,6 +35,7 @@ __all__ = [
     "Reader",
     "UploadStatus",
     "hash_range",
+    "memory_reader",
     "open_reader",
     "part_source",
     "plan",
@@ -177,6 +178,18 @@ async def open_reader(source: Source) -> Reader | None:
         return await asyncio.to_thread(_path_reader, source)
     if source.kind == "file":
         return _file_reader(source)
+    return None
+
+
+def memory_reader(source: Source) -> Reader | None:
+    """Positional reads of an in-memory source, for hashing its parts (None otherwise)."""
+    if not source.in_memory:
+        return None
+    view = memoryview(source.value)
+    return Reader(lambda offset, count: bytes(view[offset : offset + count]), _nothing, _nothing)
+
+
+def _nothing() -> None:
     return None
 
 

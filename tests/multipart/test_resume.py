@@ -215,3 +215,18 @@ async def test_ingest_resumes_through_its_journal(
     assert emu.media_path(item.media_ref.media_ref).read_bytes() == data
     assert emu.stats.bytes_received - before == PART  # part 3 only
     assert emu.stats.uploads_initiated == 1
+
+
+@pytest.mark.parametrize("kind", ["path", "bytes"])
+async def test_an_idempotency_key_repeats_a_multipart_upload_once(
+    emu: Emulator, gw: Gateway, media: tuple[Path, bytes], kind: str
+) -> None:
+    """A job retried with the same key gets the same media_ref: the replayed init names the
+    completed upload, and ``complete`` is replayed with the same parts and sha256s."""
+    source = media[0] if kind == "path" else media[1]
+    first = await gw.media.upload(source, idempotency_key="job-17")
+    puts = emu.stats.puts
+    again = await gw.media.upload(source, idempotency_key="job-17")
+    assert again.media_ref == first.media_ref
+    assert emu.stats.puts == puts  # nothing sent again
+    assert (emu.stats.uploads_initiated, emu.stats.uploads_completed) == (1, 1)
