@@ -180,10 +180,8 @@ def test_the_check_sees_drift(schemas: Schemas) -> None:
     ]
 
 
-async def test_the_sdks_requests_validate_against_the_document(
-    emu: Emulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """What the SDK really sends (runs, upload init and complete) is valid for the schema."""
+def record_bodies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """Every (path, JSON body) the emulator reads from now on, in order."""
     seen: list[tuple[str, Any]] = []
     read_object = core_module.read_object
 
@@ -193,6 +191,14 @@ async def test_the_sdks_requests_validate_against_the_document(
         return raw, body
 
     monkeypatch.setattr(core_module, "read_object", recording)
+    return seen
+
+
+async def test_the_sdks_requests_validate_against_the_document(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the SDK really sends (runs, upload init and complete) is valid for the schema."""
+    seen = record_bodies(monkeypatch)
     async with emu.client() as gw:
         image = await gw.media.upload(encode(2, 2, bytes(12)), filename="a.png")
         await gw.runs.create(

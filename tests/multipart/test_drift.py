@@ -8,14 +8,12 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
-from aiohttp import web
 
 from gateway_async import Gateway
 from gateway_async._upload.parts import MultipartTicket, PartsRefresh, UploadStatus
 from gateway_async.emulator import Emulator
-from gateway_async.emulator import _core as core_module
 from gateway_async.emulator._openapi import document
-from tests.emulator.test_drift import Schemas, response_drift
+from tests.emulator.test_drift import Schemas, record_bodies, response_drift
 from tests.emulator.test_drift import schemas as schemas  # the module's fixture
 
 from .conftest import PART, THRESHOLD
@@ -42,15 +40,7 @@ async def test_the_sdks_multipart_requests_validate(
     emu: Emulator, gw: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """init, a refresh and a multipart complete, as the SDK sends them, are schema-valid."""
-    seen: list[tuple[str, Any]] = []
-    read_object = core_module.read_object
-
-    async def recording(request: web.Request) -> tuple[bytes, dict[str, Any]]:
-        raw, body = await read_object(request)
-        seen.append((request.path, body))
-        return raw, body
-
-    monkeypatch.setattr(core_module, "read_object", recording)
+    seen = record_bodies(monkeypatch)
     path = tmp_path / "f.bin"
     path.write_bytes(bytes(PART + 1))
     expired: list[bool] = []
