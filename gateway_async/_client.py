@@ -11,7 +11,15 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from ._config import NOT_GIVEN, Credentials, Limits, NotGiven, Timeouts, parse_base_url
+from ._config import (
+    NOT_GIVEN,
+    Credentials,
+    Limits,
+    NotGiven,
+    Timeouts,
+    finite_seconds,
+    parse_base_url,
+)
 from ._errors import ConfigurationError
 from ._logging import register_secret, unregister_secret
 from ._retry import RetryPolicy
@@ -57,6 +65,7 @@ class Gateway:
         env: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if env is None else env
+        stall_timeout = finite_seconds("upload_stall_timeout", upload_stall_timeout)
         self._credentials = Credentials.resolve(api_key, access_token, env)
         self.base_url = parse_base_url(base_url, allow_insecure_http=allow_insecure_http, env=env)
         policy = retry or RetryPolicy()
@@ -80,12 +89,10 @@ class Gateway:
         self.runs = Runs(self._transport)
         self.marketplace = Marketplace(self._transport)
         self.billing = Billing(self._transport)
-        if isinstance(upload_stall_timeout, bool) or not upload_stall_timeout > 0:
-            raise ConfigurationError("upload_stall_timeout must be a positive number of seconds")
         self._storage = Storage(
             max_concurrent=self.limits.max_concurrent_uploads,
             connect_timeout=self._transport.timeouts.connect,
-            stall_timeout=upload_stall_timeout,
+            stall_timeout=stall_timeout,
             deadlines=self._transport.deadlines,
         )
         self.media = Media(self._transport, self._storage)

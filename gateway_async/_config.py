@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from enum import Enum
@@ -21,6 +22,7 @@ __all__ = [
     "Limits",
     "NotGiven",
     "Timeouts",
+    "finite_seconds",
     "parse_base_url",
 ]
 
@@ -40,9 +42,29 @@ class NotGiven(Enum):
 NOT_GIVEN: Final = NotGiven.NOT_GIVEN
 
 
+def finite_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """``value`` as seconds, or ConfigurationError naming ``name``.
+
+    NaN compares False with everything, so a ``value <= 0`` check lets it through and then
+    no deadline ever fires; infinity is no bound either (pass None to mean that).
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ConfigurationError(
+            f"{name} must be a finite {kind} number of seconds, got {value!r:.40}"
+        )
+    return float(value)
+
+
 def _positive_or_none(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and (not isinstance(value, int | float) or value <= 0):
-        raise ConfigurationError(f"{attribute.name} must be a positive number of seconds or None")
+    if value is not None:
+        finite_seconds(attribute.name, value)
 
 
 @attrs.frozen(kw_only=True)
@@ -63,13 +85,17 @@ def _positive_int(_: object, attribute: attrs.Attribute[Any], value: object) -> 
         raise ConfigurationError(f"{attribute.name} must be a positive integer")
 
 
+def _non_negative_seconds(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    finite_seconds(attribute.name, value, allow_zero=True)
+
+
 @attrs.frozen(kw_only=True)
 class Limits:
     """Connection pool sizes and the client-wide bound on concurrent storage PUTs."""
 
     max_connections: int = attrs.field(default=100, validator=_positive_int)
     max_concurrent_uploads: int = attrs.field(default=16, validator=_positive_int)
-    keepalive_timeout: float = 30.0
+    keepalive_timeout: float = attrs.field(default=30.0, validator=_non_negative_seconds)
     dns_cache_ttl: int = 300
 
 

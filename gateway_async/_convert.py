@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Any, Final, TypeVar, get_args, get_origin
 
 import cattrs
 
@@ -21,6 +21,9 @@ from .models import MediaRef
 __all__ = ["converter", "dumps", "make_converter", "structure"]
 
 T = TypeVar("T")
+
+MAX_MONEY: Final = Decimal(10) ** 15  # no wallet holds a quadrillion credits
+MAX_MONEY_PLACES: Final = 18
 
 
 def _strict(kind: type[Any], name: str) -> Any:
@@ -48,6 +51,14 @@ def _structure_decimal(value: Any, _: Any) -> Decimal:
         raise ValueError(f"expected a decimal string, got {value!r:.40}") from None
     if not result.is_finite():
         raise ValueError(f"expected a finite decimal, got {value!r:.40}")
+    # Every Decimal of the API is money or credits: a negative amount, or one so large or
+    # so fine that arithmetic on it raises decimal.Overflow, is a broken answer, not money.
+    places = -int(result.as_tuple().exponent)  # an int: the value is finite
+    if result < 0 or result >= MAX_MONEY or places > MAX_MONEY_PLACES:
+        raise ValueError(
+            f"expected an amount of credits from 0 to 1e15 with at most {MAX_MONEY_PLACES} "
+            f"decimal places, got {value!r:.40}"
+        )
     return result
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "APIConnectionError",
@@ -53,8 +53,11 @@ __all__ = [
     "UnprocessableEntityError",
     "UploadError",
     "UploadExpiredError",
+    "detached",
     "error_from_response",
 ]
+
+_E = TypeVar("_E", bound=BaseException)
 
 
 class GatewayError(Exception):
@@ -267,3 +270,18 @@ def error_from_response(
         return RateLimitError(message, retry_after=retry_after, **kw)
     cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else APIStatusError)
     return cls(message, **kw)
+
+
+def detached(error: _E) -> _E:
+    """``error`` cut loose from the exceptions it was raised from or during.
+
+    aiohttp's exceptions hold the request (``X-API-Key`` in ``request_info.headers``, a
+    pre-signed URL in ``args``); chained as ``__cause__`` or ``__context__`` they reach any
+    logger or error tracker that walks the chain. The caller keeps a redacted one-line
+    description in the message instead, and must raise the result *outside* an ``except``
+    block (Python sets ``__context__`` again when raising while handling).
+    """
+    error.__cause__ = None
+    error.__context__ = None
+    error.__suppress_context__ = False
+    return error

@@ -6,6 +6,7 @@ a thundering herd best), bounded by a cap, and overridden by a server's ``Retry-
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,8 +23,16 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigurationError(f"{attribute.name} must be a non-negative number")
+    # NaN passes a ``value < 0`` check and then every comparison with it is False.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigurationError(
+            f"{attribute.name} must be a finite non-negative number, got {value!r:.40}"
+        )
 
 
 @attrs.frozen(kw_only=True)

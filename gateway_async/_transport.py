@@ -35,6 +35,7 @@ from ._errors import (
     GatewayError,
     InvalidRequestError,
     RateLimitError,
+    detached,
     error_from_response,
 )
 from ._logging import logger
@@ -95,7 +96,14 @@ def segment(value: str, *, field: str) -> str:
     """Percent-encode one path parameter as a single segment; dot segments are refused."""
     if not isinstance(value, str) or value in ("", ".", ".."):
         raise InvalidRequestError(f"{field}: {value!r} is not a valid identifier", field=field)
-    return quote(value, safe="")
+    try:
+        return quote(value, safe="")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") has no UTF-8 form
+        raise InvalidRequestError(
+            f"{field}: {value!a:.60} holds a lone surrogate, which is not text; pass the "
+            "identifier as the Gateway spelled it",
+            field=field,
+        ) from None
 
 
 class Transport:
@@ -212,7 +220,36 @@ class Transport:
         timeout: float | Timeouts | NotGiven | None = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
     ) -> Reply:
-        """Send one logical call, retrying it under the policy within one total deadline."""
+        """Send one logical call, retrying it under the policy within one total deadline.
+
+        Whatever fails reaches the caller without a ``__cause__``/``__context__`` chain: the
+        chain would lead to aiohttp's exception and the request it holds (the API key).
+        """
+        try:
+            return await self._request(
+                method,
+                path,
+                body=body,
+                params=params,
+                idempotency_key=idempotency_key,
+                timeout=timeout,
+                max_retries=max_retries,
+            )
+        except GatewayError as exc:
+            error = exc
+        raise detached(error)  # outside the except block, or Python chains it again
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any,
+        params: Mapping[str, str] | None,
+        idempotency_key: str | None,
+        timeout: float | Timeouts | NotGiven | None,
+        max_retries: int | NotGiven,
+    ) -> Reply:
         loop = asyncio.get_running_loop()
         session = self._session
         if session is None or loop is not self._loop or self._closed:
@@ -409,7 +446,7 @@ def _encode(body: Any) -> bytes:
     """The request body as JSON, or InvalidRequestError before any byte is sent."""
     try:
         return dumps(body if body is not None else {})
-    except (TypeError, ValueError, RecursionError) as exc:
+    except (TypeError, ValueError, RecursionError, OverflowError) as exc:
         raise InvalidRequestError(
             f"body: cannot be encoded as JSON ({type(exc).__name__}: {str(exc)[:120]}); "
             "send only str, int, float, bool, None, lists and dicts",

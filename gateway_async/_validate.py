@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Final
 
@@ -140,9 +140,29 @@ def _check_scalar(item: object, where: _Path) -> None:
         raise _fail(_spell(where), _unencodable_fix(item))
     if isinstance(item, float | Decimal) and not _finite(item):
         raise _fail(_spell(where), f"{item} is not a JSON number; send a finite number or null")
+    if isinstance(item, datetime) and not fits_utc(item):
+        raise _fail(_spell(where), OUT_OF_UTC)
 
 
 _MEDIA_REF: type | None = None
+
+
+OUT_OF_UTC: Final = (
+    "the time is outside years 1-9999 once converted to UTC (times are sent in UTC); "
+    "pass a time at least a day inside that range"
+)
+
+
+def fits_utc(value: datetime) -> bool:
+    """Whether ``value`` can be sent: aware times are sent in UTC, which for a time in year 1
+    at UTC+5 (or year 9999 at UTC-5) is no ``datetime`` at all (OverflowError)."""
+    if value.tzinfo is None:
+        return True
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def _finite(number: float | Decimal) -> bool:

@@ -85,33 +85,51 @@ class AIMDLimiter:
 class SpendBudget:
     """Credits the pipeline may still spend: each in-flight run reserves its price first.
 
-    ``reserve()`` succeeds while spent + reserved + price fits the limit; when it does not fit
-    but runs are in flight it waits for them to settle (their real cost may be lower), and
-    answers False once nothing is in flight and the next run still would not fit. A run
+    A run reserves the *rate*: the larger of the listed price and the largest charge seen
+    so far, since a model may charge more than it lists (then every run in flight is held
+    at the new rate). Until a reply has shown the real price, only one run is in flight
+    (a price probe), so a surprise price costs at most that one run more than the cap.
+
+    ``reserve()`` succeeds while spent + reserved + rate fits the limit; when it does not
+    fit but runs are in flight it waits for them to settle (their real cost may be lower),
+    and answers False once nothing is in flight and the next run still would not fit. A run
     whose outcome is unknown (lost reply, timeout, 5xx) may have been charged, so it settles
-    at its full price: the cap holds even when every answer is lost.
+    at the full rate: the cap holds even when every answer is lost.
     """
 
     def __init__(self, limit: Decimal, price: Decimal) -> None:
         self.limit = limit
         self.price = price
+        self.largest = price  # the rate: max(listed price, largest charge seen)
+        self.priced = False  # a reply has shown what a run really costs
         self.spent = Decimal(0)
-        self.reserved = Decimal(0)
+        self.in_flight = 0
         self._settled = asyncio.Event()
 
+    @property
+    def reserved(self) -> Decimal:
+        """What the runs in flight may cost, each at the current rate."""
+        return self.in_flight * self.largest
+
     async def reserve(self) -> bool:
-        while self.spent + self.reserved + self.price > self.limit:
-            if not self.reserved:
+        while not self.priced and self.in_flight:  # the price probe is still out
+            await self._settled.wait()
+        while self.spent + self.reserved + self.largest > self.limit:
+            if not self.in_flight:
                 return False
             await self._settled.wait()
-        self.reserved += self.price
+        self.in_flight += 1
         return True
 
-    def settle(self, charged: Decimal | None) -> None:
+    def settle(self, charged: Decimal | None, *, shows_price: bool = True) -> None:
         """A reserved run ended: ``charged`` is what it cost (0: surely not charged), None
-        when unknown, which counts as its full price."""
-        self.reserved -= self.price
-        self.spent += self.price if charged is None else charged
+        when unknown, which counts as the full rate. ``shows_price`` is False when it never
+        executed: its 0 says nothing about the model's price, so the probe goes on."""
+        self.in_flight -= 1
+        self.spent += self.largest if charged is None else charged
+        if charged is not None and shows_price:
+            self.priced = True
+            self.largest = max(self.largest, charged)
         # Wake every waiter and arm a fresh event for the next round.
         self._settled.set()
         self._settled = asyncio.Event()

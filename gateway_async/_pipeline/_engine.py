@@ -520,7 +520,7 @@ class Ingest:
                 succeeded=run is not None and run.succeeded,
             )
             if self._budget is not None:
-                self._budget.settle(_cost(outcome))
+                self._budget.settle(_cost(outcome), shows_price=isinstance(outcome, Run))
         return outcome
 
     async def _settle(self, work: _Work, outcome: Run | Exception) -> None:
@@ -549,7 +549,7 @@ def encode_body(body: dict[str, Any]) -> str:
     encoding: a MediaRef is sent as its ref, a Decimal as a string)."""
     try:
         return dumps(body).decode()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         field = "params" if _encodes(body.get("input")) else "input"
         raise InvalidRequestError(
             f"{field}: cannot be encoded as JSON ({exc}); pass JSON types (str, int, float, "
@@ -561,6 +561,6 @@ def encode_body(body: dict[str, Any]) -> str:
 def _encodes(value: Any) -> bool:
     try:
         dumps(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
     return True

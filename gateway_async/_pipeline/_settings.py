@@ -5,22 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Required, TypeAlias, TypedDict
+from typing import Any, Required, TypeAlias, TypedDict
 
 import attrs
 
 from .._errors import InvalidRequestError
+from .._journal import Journal
 from ..models import MarketplaceModel, MediaRef
 from ._types import IngestEvent
-
-if TYPE_CHECKING:
-    from .._journal import Journal
 
 __all__ = ["IngestOptions", "InputFn", "ParamsArg", "Settings", "input_field_of"]
 
 InputFn: TypeAlias = Callable[[MediaRef, Any], Any]
 ParamsArg: TypeAlias = Mapping[str, Any] | Callable[[Any], Mapping[str, Any] | None] | None
-JournalArg: TypeAlias = "str | os.PathLike[str] | Journal | None"
+JournalArg: TypeAlias = str | os.PathLike[str] | Journal | None
 
 
 class IngestOptions(TypedDict, total=False):
@@ -44,6 +42,25 @@ class IngestOptions(TypedDict, total=False):
 def _positive(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidRequestError(f"{name}: must be a positive integer", field=name)
+
+
+def _check_journal(journal: object) -> None:
+    """A journal path is opened only once the ingest runs, after its first requests: refuse
+    what cannot be one now, before any byte is sent."""
+    if journal is None or isinstance(journal, Journal):
+        return
+    if not isinstance(journal, str | os.PathLike):
+        raise InvalidRequestError(
+            f"journal: expected a file path or a Journal, got {type(journal).__name__}",
+            field="journal",
+        )
+    path = os.fspath(journal)
+    if not isinstance(path, str) or not path or os.path.isdir(path):
+        raise InvalidRequestError(
+            f"journal: {path!r:.80} is not a file path (a directory, or empty); pass the "
+            "path of a file, e.g. 'ingest.db' (created if missing)",
+            field="journal",
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -77,6 +94,11 @@ class Settings:
             callable(self.params) or isinstance(self.params, Mapping)
         ):
             raise InvalidRequestError("params: expected a dict or callable(source)", field="params")
+        if self.on_event is not None and not callable(self.on_event):
+            raise InvalidRequestError(
+                "on_event: expected callable(IngestEvent) or None", field="on_event"
+            )
+        _check_journal(self.journal)
         if self.max_spend is not None and (
             not isinstance(self.max_spend, Decimal) or not self.max_spend.is_finite()
         ):

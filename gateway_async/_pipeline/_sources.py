@@ -16,6 +16,8 @@ from typing import Any
 
 import attrs
 
+from .._errors import InvalidRequestError
+
 __all__ = ["Identity", "SourceReader", "file_sha256", "identify"]
 
 _CHUNK = 1 << 20
@@ -83,8 +85,10 @@ class SourceReader:
         elif isinstance(sources, Iterable) and not isinstance(sources, str | bytes):
             self._sync = iter(sources)
         else:
-            raise TypeError(
-                f"sources: expected an iterable of sources, got {type(sources).__name__}"
+            raise InvalidRequestError(
+                f"sources: expected an iterable (or async iterable) of sources, got "
+                f"{type(sources).__name__}; pass e.g. a list of paths",
+                field="sources",
             )
 
     async def next(self) -> tuple[bool, Any]:

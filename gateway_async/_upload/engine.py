@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 
 from .._convert import structure
-from .._errors import UploadError, UploadExpiredError
+from .._errors import UploadError, UploadExpiredError, detached
 from .._transport import Transport
 from ..models import MediaRef, UploadTicket
 from .multipart import Multipart
@@ -182,12 +182,14 @@ class _Upload:
                 return ticket, stored.digest
             except TicketRefused as refused:
                 ticket = await self._reinit(refused.status)
+                continue
             except PutOutcome as failed:
                 delay = self.transport.retry.delay(retry, failed.retry_after)
-                if delay is None:
-                    raise failed.error from None
-                retry += 1
-                await self.transport.sleep(delay)
+                error = failed.error
+            if delay is None:
+                raise detached(error)  # outside the except: no chain to the PUT's failure
+            retry += 1
+            await self.transport.sleep(delay)
 
 
 async def upload_source(

@@ -23,7 +23,7 @@ from aiohttp.abc import AbstractStreamWriter
 from yarl import URL
 
 from .._deadline import DeadlineWatch
-from .._errors import GatewayError, UploadError
+from .._errors import GatewayError, UploadError, detached
 from .._retry import parse_retry_after
 from .._transport import describe_foreign, redact
 from ..models import UploadTicket
@@ -216,6 +216,7 @@ class Storage:
             body = streaming = StreamingBody(
                 source, checksum=checksum, on_write=on_write, content_type=content_type
             )
+        failure: Exception | None = None
         async with slots:
             guard = _StallGuard(watch, task, self.stall_timeout, body)
             try:
@@ -223,16 +224,18 @@ class Storage:
                     session, ticket, body, headers, has_type
                 )
             except asyncio.CancelledError:
-                if watch.expired(task):
-                    raise PutOutcome(self._stalled(source)) from None
-                raise
+                if not watch.expired(task):
+                    raise
+                failure = PutOutcome(self._stalled(source))
             except Exception as exc:
-                # No cause chained: aiohttp's exceptions hold the signed URL.
-                raise self._body_failure(body) or self._put_failed(exc, ticket) from None
+                failure = self._body_failure(body) or self._put_failed(exc, ticket)
             finally:
                 guard.stop()
                 if streaming is not None:
                     await streaming.settle()
+        if failure is not None:
+            # Raised here, with no chain: aiohttp's exceptions hold the signed URL.
+            raise detached(failure)
         if streaming is not None:
             if isinstance(streaming.failure, GatewayError):
                 raise streaming.failure

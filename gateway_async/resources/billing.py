@@ -7,6 +7,7 @@ from datetime import datetime
 from .._config import NOT_GIVEN, NotGiven
 from .._convert import structure
 from .._errors import InvalidRequestError
+from .._validate import OUT_OF_UTC, fits_utc
 from ..models import UsageSummary, Wallet
 from ._base import CallTimeout, Resource
 
@@ -18,6 +19,8 @@ def _rfc3339(value: datetime, field: str) -> str:
         raise InvalidRequestError(
             f"{field}: pass an aware datetime, e.g. datetime.now(UTC)", field=field
         )
+    if not fits_utc(value):
+        raise InvalidRequestError(f"{field}: {OUT_OF_UTC}", field=field)
     from .._convert import converter
 
     return str(converter.unstructure(value))

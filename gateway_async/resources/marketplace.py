@@ -38,6 +38,7 @@ class Marketplace(Resource):
         params = {"limit": str(page_size)}
         if q:
             params["q"] = q
+        seen: set[str] = set()  # a server repeating a cursor would loop forever
         while True:
             reply = await self._transport.request(
                 "GET", "/api/marketplace/models", params=params, timeout=timeout
@@ -54,6 +55,13 @@ class Marketplace(Resource):
                 yield structure(item, MarketplaceModel, request_id=reply.request_id)
             if not cursor:
                 return
+            if cursor in seen:
+                raise APIResponseValidationError(
+                    f"cursor loop: the server sent next_cursor {cursor[:40]!r} a second time "
+                    "in one listing; stopping instead of listing the same pages forever",
+                    request_id=reply.request_id,
+                )
+            seen.add(cursor)
             params = {**params, "cursor": cursor}
 
     async def get_model(

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterable
 
 from .._batch import run_batch
-from .._config import NOT_GIVEN, NotGiven
+from .._config import NOT_GIVEN, NotGiven, Timeouts
 from .._errors import (
+    APITimeoutError,
     AuthenticationError,
     GatewayError,
     InsufficientFundsError,
+    InvalidRequestError,
     PermissionDeniedError,
 )
 from .._transport import Transport
@@ -27,6 +30,26 @@ __all__ = ["Media"]
 
 # A key refused for uploads is refused for every file, unlike a model-specific 403 on runs.
 _DOOMING = (AuthenticationError, InsufficientFundsError, PermissionDeniedError)
+
+
+def _check_progress(on_progress: object) -> None:
+    """The callback is first called after the PUT: refuse a wrong one before the init."""
+    if on_progress is not None and not callable(on_progress):
+        raise InvalidRequestError(
+            f"on_progress: expected callable(UploadProgress) or None, got "
+            f"{type(on_progress).__name__}",
+            field="on_progress",
+        )
+
+
+def _total(timeout: CallTimeout | NotGiven) -> float | None:
+    """The bound on a whole upload: only an explicit ``timeout=`` sets one (validated like
+    every timeout); by default the PUT has the stall watchdog instead."""
+    if isinstance(timeout, NotGiven) or timeout is None:
+        return None
+    if isinstance(timeout, Timeouts):
+        return timeout.total
+    return Timeouts(total=timeout).total
 
 
 class Media(Resource):
@@ -55,8 +78,9 @@ class Media(Resource):
         """Upload one source: a path, bytes, a seekable binary file, or an async iterable
         of bytes with ``size=``. Bad input raises InvalidRequestError before any request.
 
-        ``timeout`` bounds the ``init`` and ``complete`` calls; the PUT itself has no total
-        bound (multi-GB files take what they take) but fails when it stalls.
+        By default the PUT has no total bound (multi-GB files take what they take) but fails
+        when it stalls. An explicit ``timeout`` bounds the whole upload (init, every PUT
+        attempt and complete): past it, ``APITimeoutError``.
         ``idempotency_key`` (1-255 printable ASCII) makes the upload repeatable: ``init``
         and ``complete`` send keys derived from it, so calling again with the same key and
         the same bytes (a retried job) returns the same ``media_ref`` instead of uploading
@@ -68,6 +92,7 @@ class Media(Resource):
         if idempotency_key is not None:
             check_idempotency_key(idempotency_key)
         check_part_concurrency(part_concurrency)
+        _check_progress(on_progress)
         resume = None if journal is None else ResumeJournal.at(journal)
         async with resume or contextlib.nullcontext():
             return await self._upload(
@@ -91,22 +116,25 @@ class Media(Resource):
         checksum: bool = True,
         on_progress: ProgressCallback | None = None,
         part_concurrency: int = 4,
+        timeout: CallTimeout | NotGiven = NOT_GIVEN,
     ) -> list[MediaRef | GatewayError]:
         """Upload many sources, at most ``concurrency`` at once; results in input order.
 
         Each result is a MediaRef or the GatewayError of that source; one bad file never
         stops the others, but 401/402/403 stop new uploads (the rest: NotAttemptedError).
         ``sources`` is consumed lazily, so memory does not grow with its length.
-        ``part_concurrency`` bounds the parts in flight per file (see ``upload``).
+        ``part_concurrency`` bounds the parts in flight per file (see ``upload``). An
+        explicit ``timeout`` bounds each file's whole upload (see ``upload``).
         """
         check_part_concurrency(part_concurrency)
+        _check_progress(on_progress)
 
         async def one(index: int, source: SourceLike) -> MediaRef:
             return await self._upload(
                 source,
                 checksum=checksum,
                 on_progress=on_progress,
-                timeout=NOT_GIVEN,
+                timeout=timeout,
                 index=index,
                 part_concurrency=part_concurrency,
             )
@@ -128,25 +156,32 @@ class Media(Resource):
         part_concurrency: int = 4,
         journal: ResumeJournal | None = None,
     ) -> MediaRef:
-        async with self._storage.holding():
-            prepared = await prepare_source(
-                source,
-                filename=filename,
-                content_type=content_type,
-                size=size,
-                files=self._storage.files,
-            )
-            if checksum:
-                prepared.start_sha256(self._storage.files)
-            return await upload_source(
-                self._transport,
-                self._storage,
-                prepared,
-                checksum=checksum,
-                on_progress=on_progress,
-                index=index,
-                timeout=timeout,
-                idempotency_key=idempotency_key,
-                part_concurrency=part_concurrency,
-                journal=journal,
-            )
+        total = _total(timeout)  # checked first: a bad timeout sends nothing
+        bound = asyncio.timeout(total)  # None: no bound
+        try:
+            async with bound, self._storage.holding():
+                prepared = await prepare_source(
+                    source,
+                    filename=filename,
+                    content_type=content_type,
+                    size=size,
+                    files=self._storage.files,
+                )
+                if checksum:
+                    prepared.start_sha256(self._storage.files)
+                return await upload_source(
+                    self._transport,
+                    self._storage,
+                    prepared,
+                    checksum=checksum,
+                    on_progress=on_progress,
+                    index=index,
+                    timeout=timeout,
+                    idempotency_key=idempotency_key,
+                    part_concurrency=part_concurrency,
+                    journal=journal,
+                )
+        except TimeoutError:
+            if not bound.expired():
+                raise
+        raise APITimeoutError(f"upload did not finish within timeout={total:g} s")

@@ -57,6 +57,12 @@ class Runs(Resource):
         max_retries: int | NotGiven = NOT_GIVEN,
     ) -> Run:
         """Send a prepared RunRequest."""
+        if not isinstance(request, RunRequest):
+            raise InvalidRequestError(
+                f"request: expected a RunRequest, got {type(request).__name__}; pass a "
+                "RunRequest (RunRequest(model=..., input=...) or RunRequest.from_dict(body))",
+                field="request",
+            )
         reply = await self._transport.request(
             "POST",
             "/api/runs",

@@ -83,7 +83,9 @@ async def test_a_waiter_cancelled_in_the_same_turn_as_a_release_raises_cancelled
 
 async def test_budget_reserves_the_price_of_each_run() -> None:
     """Reservations stop when one more run would pass the limit."""
-    budget = SpendBudget(Decimal("0.0030"), Decimal("0.0010"))
+    budget = SpendBudget(Decimal("0.0040"), Decimal("0.0010"))
+    assert await budget.reserve()
+    budget.settle(Decimal("0.0010"))  # the price probe: its reply shows the real price
     assert [await budget.reserve() for _ in range(3)] == [True, True, True]
     waiting = asyncio.ensure_future(budget.reserve())
     await asyncio.sleep(0)
@@ -92,6 +94,38 @@ async def test_budget_reserves_the_price_of_each_run() -> None:
     budget.settle(Decimal("0.0010"))
     budget.settle(Decimal("0.0010"))
     assert not await waiting
+
+
+async def test_only_one_run_is_in_flight_until_a_reply_shows_the_price() -> None:
+    """A surprise price can overshoot by the probe only, not by every run in flight."""
+    budget = SpendBudget(Decimal("1"), Decimal("0.0010"))
+    assert await budget.reserve()
+    second = asyncio.ensure_future(budget.reserve())
+    await asyncio.sleep(0)
+    assert not second.done()
+    budget.settle(Decimal(0), shows_price=False)  # never executed: still no price known
+    assert await second
+    third = asyncio.ensure_future(budget.reserve())
+    await asyncio.sleep(0)
+    assert not third.done()
+    budget.settle(Decimal("0.0010"))
+    assert await third
+    assert await budget.reserve()  # priced: runs go out together now
+    assert budget.in_flight == 2
+
+
+async def test_runs_reserve_the_largest_charge_seen() -> None:
+    """Listed at 0.0010, charged 0.1000: the next runs are held at 0.1000 each."""
+    budget = SpendBudget(Decimal("0.25"), Decimal("0.0010"))
+    assert await budget.reserve()
+    budget.settle(Decimal("0.1000"))
+    assert await budget.reserve()
+    waiting = asyncio.ensure_future(budget.reserve())  # 0.1 + 0.1 + 0.1 > 0.25
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    budget.settle(None)  # unknown outcome: counted at the rate, 0.1000
+    assert not await waiting
+    assert budget.spent == Decimal("0.2000")
 
 
 async def test_budget_waits_for_in_flight_runs_that_may_cost_less() -> None:
