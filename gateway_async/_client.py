@@ -23,6 +23,7 @@ from ._config import (
 from ._errors import ConfigurationError
 from ._logging import register_secret, unregister_secret
 from ._retry import RetryPolicy
+from ._telemetry import EventHooks, new_telemetry
 from ._transport import Transport
 from ._upload.storage import Storage
 from .resources import Billing, Marketplace, Media, Runs
@@ -47,6 +48,11 @@ class Gateway:
     It owns one ``aiohttp.ClientSession`` (created lazily inside the running loop, closed by
     ``async with`` or ``aclose()``), unless you pass ``session=``, which it then never closes.
     One instance is safe to share between thousands of tasks of one event loop.
+
+    With ``opentelemetry-api`` installed (extra ``[otel]``) it emits spans and metrics to the
+    application's providers; ``telemetry=False`` turns that off. ``event_hooks={"request":
+    [...], "response": [...]}`` calls sync or async callables on every HTTP attempt, with or
+    without OpenTelemetry (see docs/observability.md).
     """
 
     def __init__(
@@ -62,7 +68,11 @@ class Gateway:
         session: aiohttp.ClientSession | None = None,
         allow_insecure_http: bool = False,
         upload_stall_timeout: float = 60.0,
+        telemetry: bool = True,
+        event_hooks: EventHooks | None = None,
         env: Mapping[str, str] | None = None,
+        _tracer_provider: Any = None,
+        _meter_provider: Any = None,
     ) -> None:
         env = os.environ if env is None else env
         stall_timeout = finite_seconds("upload_stall_timeout", upload_stall_timeout)
@@ -76,6 +86,12 @@ class Gateway:
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError("session must be an aiohttp.ClientSession")
         self.limits = limits or Limits()
+        observer = new_telemetry(
+            enabled=telemetry,
+            event_hooks=event_hooks,
+            tracer_provider=_tracer_provider,
+            meter_provider=_meter_provider,
+        )
         self._transport = Transport(
             base_url=self.base_url,
             credentials=self._credentials,
@@ -83,6 +99,7 @@ class Gateway:
             retry=policy,
             limits=self.limits,
             session=session,
+            telemetry=observer,
         )
         register_secret(self._credentials.secret)
         self._registered = True
@@ -95,6 +112,7 @@ class Gateway:
             stall_timeout=stall_timeout,
             deadlines=self._transport.deadlines,
         )
+        self._storage.telemetry = observer
         self.media = Media(self._transport, self._storage)
 
     @property

@@ -49,6 +49,10 @@ class DeadlineWatch:
             return task.uncancel() == 0
         return False
 
+    def overdue(self, task: asyncio.Task[object]) -> bool:
+        """Whether the watch cancelled ``task``, without consuming it as ``expired`` does."""
+        return task in self._expired
+
     def close(self) -> None:
         if self._handle is not None:
             self._handle.cancel()

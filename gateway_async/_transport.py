@@ -9,6 +9,7 @@ SDK's error hierarchy.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from ._errors import (
 )
 from ._logging import logger
 from ._retry import RetryPolicy, parse_retry_after
+from ._telemetry import Telemetry, url_template
 from ._version import __version__
 
 __all__ = [
@@ -123,8 +125,10 @@ class Transport:
         retry: RetryPolicy,
         limits: Limits,
         session: aiohttp.ClientSession | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.base_url = base_url
+        self.telemetry = telemetry  # None: no OpenTelemetry and no event hooks
         self.timeouts = timeouts
         self.retry = retry
         self._limits = limits
@@ -270,21 +274,25 @@ class Transport:
         url = self.url(path)
         retry = 0
         last_error: GatewayError | None = None
+        observer = self.telemetry
         while True:
             if self._pause_until and self._pause_until > loop.time():
                 await self._sleep_within(self._pause_until - loop.time(), deadline, last_error)
+            send = self._attempt
+            if observer is not None and observer.active():
+                send = functools.partial(self._observed, observer, path, retry)
             try:
                 connect = self._connect_timeout_for(timeouts)
                 due = self._attempt_due(timeouts, deadline, loop.time())
                 if due is None:
-                    return await self._attempt(session, method, url, data, headers, params, connect)
+                    return await send(session, method, url, data, headers, params, connect)
                 # Inline rather than a helper coroutine: one frame less on the hottest path.
                 task = asyncio.current_task()
                 assert task is not None
                 assert self._watch is not None
                 self._watch.watch(task, due)
                 try:
-                    return await self._attempt(session, method, url, data, headers, params, connect)
+                    return await send(session, method, url, data, headers, params, connect)
                 except asyncio.CancelledError:
                     if self._watch.expired(task):
                         raise _RetryableError(
@@ -299,6 +307,8 @@ class Transport:
                 if delay is None:
                     raise failure.error from None
                 retry += 1
+                if observer is not None:
+                    observer.retried(failure.error, delay)
                 logger.debug(
                     "retry %d of %s %s in %.2fs: %s", retry, method, path, delay, failure.error
                 )
@@ -339,6 +349,35 @@ class Transport:
         if timeouts.connect == self.timeouts.connect:
             return self._connect_timeout
         return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
+
+    async def _observed(
+        self,
+        observer: Telemetry,
+        path: str,
+        resend: int,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None,
+        connect_timeout: aiohttp.ClientTimeout,
+    ) -> Reply:
+        """``_attempt`` inside a CLIENT span (with ``traceparent``) and the event hooks."""
+        task = asyncio.current_task()
+        assert task is not None
+        assert self._watch is not None
+        watch = self._watch
+        return await observer.attempt(
+            lambda sent: self._attempt(session, method, url, data, sent, params, connect_timeout),
+            _answer,
+            method=method,
+            url=url,
+            template=url_template(path),
+            resend=resend,
+            headers=headers,
+            overdue=lambda: watch.overdue(task),
+        )
 
     async def _attempt(
         self,
@@ -440,6 +479,10 @@ class Transport:
         if self.retry.retryable_status(status):
             raise _RetryableError(error, retry_after)
         raise error
+
+
+def _answer(reply: Reply) -> tuple[int, str | None]:
+    return reply.status, reply.request_id
 
 
 def _encode(body: Any) -> bytes:

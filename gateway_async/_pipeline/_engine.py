@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Coroutine, Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Self
 
@@ -39,6 +39,7 @@ from .._errors import (
     RateLimitError,
 )
 from .._journal import Intent, Journal, never_executed
+from .._telemetry import Attributes
 from .._transport import new_idempotency_key
 from ..models import MediaRef, Run, RunRequest
 from ._control import AIMDLimiter, SpendBudget
@@ -130,7 +131,7 @@ class Ingest:
         if self._engine is None:
             if self._closed:
                 raise StopAsyncIteration
-            self._engine = asyncio.create_task(self._run(), name="gateway-ingest")
+            self._engine = asyncio.create_task(self._traced_run(), name="gateway-ingest")
         try:
             return await self._next_item()
         except asyncio.CancelledError:
@@ -188,6 +189,19 @@ class Ingest:
         return item
 
     # -- the engine ------------------------------------------------------------------------
+
+    def _traced_run(self) -> Coroutine[Any, Any, None]:
+        """``_run`` inside the ``gateway.ingest`` span (its items' spans descend from it)."""
+        observer = self._gw._transport.telemetry
+        if observer is None or not observer.tracing():
+            return self._run()
+        s = self._s
+        described = {"gateway.model": s.model, "gateway.mode": s.mode}
+        if s.scope is not None:
+            described["gateway.scope"] = s.scope
+        return observer.traced(
+            "gateway.ingest", self._run(), described, ending=lambda: _counts(self.summary)
+        )
 
     async def _run(self) -> None:
         try:
@@ -528,6 +542,19 @@ class Ingest:
         key, journal = work.identity.key, self._journal
         if journal is not None and key is not None and work.intent is not None:
             await journal.settle_run(key, self._s.job, work.intent, outcome)
+
+
+def _counts(summary: IngestSummary) -> Attributes:
+    """The ``gateway.ingest`` span's closing attributes: the summary's counts."""
+    counts: dict[str, str | int | float] = {
+        f"gateway.ingest.{name}": getattr(summary, name)
+        for name in ("total", "uploaded", "reused", "skipped", "succeeded", "failed", "not_run")
+    }
+    counts["gateway.ingest.bytes"] = summary.bytes
+    counts["gateway.ingest.credits"] = float(summary.credits)
+    if summary.stopped is not None:
+        counts["gateway.ingest.stopped"] = summary.stopped
+    return counts
 
 
 def _not_run() -> BudgetExhaustedError:

@@ -177,7 +177,11 @@ class _Upload:
         while True:
             try:
                 stored = await self.storage.put(
-                    ticket, self.source, checksum=self.checksum, on_write=self.progress
+                    ticket,
+                    self.source,
+                    checksum=self.checksum,
+                    on_write=self.progress,
+                    resend=retry,
                 )
                 return ticket, stored.digest
             except TicketRefused as refused:
@@ -189,6 +193,8 @@ class _Upload:
             if delay is None:
                 raise detached(error)  # outside the except: no chain to the PUT's failure
             retry += 1
+            if self.transport.telemetry is not None:
+                self.transport.telemetry.retried(error, delay)
             await self.transport.sleep(delay)
 
 

@@ -297,7 +297,11 @@ class _Attempt:
             )
             try:
                 stored = await self.ctx.storage.put(
-                    ticket, source, checksum=self.ctx.checksum, on_write=self._writer(part)
+                    ticket,
+                    source,
+                    checksum=self.ctx.checksum,
+                    on_write=self._writer(part),
+                    resend=retry,
                 )
             except TicketRefused as refused:
                 if refreshes == _REFRESHES_PER_PART:
@@ -314,6 +318,8 @@ class _Attempt:
                 if delay is None:
                     raise failed.error from None
                 retry += 1
+                if self.ctx.transport.telemetry is not None:
+                    self.ctx.transport.telemetry.retried(failed.error, delay)
                 await self.ctx.transport.sleep(delay)
                 continue
             except UploadError as exc:

@@ -12,6 +12,7 @@ is the credential, so aiohttp's messages and storage's error bodies are redacted
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from collections.abc import Callable, Mapping
 from typing import Final
@@ -25,6 +26,7 @@ from yarl import URL
 from .._deadline import DeadlineWatch
 from .._errors import GatewayError, UploadError, detached
 from .._retry import parse_retry_after
+from .._telemetry import Telemetry
 from .._transport import describe_foreign, redact
 from ..models import UploadTicket
 from .files import LocalFiles
@@ -156,6 +158,7 @@ class Storage:
         self._connect_timeout = connect_timeout
         self.stall_timeout = stall_timeout
         self._deadlines = deadlines
+        self.telemetry: Telemetry | None = None  # set by the client; None: nothing to observe
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
         self._held: asyncio.Semaphore | None = None
@@ -196,6 +199,7 @@ class Storage:
         *,
         checksum: bool,
         on_write: Callable[[int], None],
+        resend: int = 0,
     ) -> Stored:
         """Send ``source`` to the ticket's URL once; its sha256 (when asked) and ETag."""
         watch = self._deadlines()
@@ -220,7 +224,10 @@ class Storage:
         async with slots:
             guard = _StallGuard(watch, task, self.stall_timeout, body)
             try:
-                status, retry_after, text, etag = await self._send(
+                send = self._send
+                if self.telemetry is not None and self.telemetry.active():
+                    send = functools.partial(self._observed, self.telemetry, resend, watch, task)
+                status, retry_after, text, etag = await send(
                     session, ticket, body, headers, has_type
                 )
             except asyncio.CancelledError:
@@ -244,6 +251,30 @@ class Storage:
         if small:
             on_write(source.size)
         return Stored(digest, etag)
+
+    async def _observed(
+        self,
+        observer: Telemetry,
+        resend: int,
+        watch: DeadlineWatch,
+        task: asyncio.Task[object],
+        session: aiohttp.ClientSession,
+        ticket: UploadTicket,
+        body: payload.Payload,
+        headers: Mapping[str, str],
+        has_type: bool,
+    ) -> tuple[int, float | None, str, str | None]:
+        """``_send`` inside a CLIENT span and the event hooks; never with ``traceparent``."""
+        return await observer.attempt(
+            lambda sent: self._send(session, ticket, body, sent, has_type),
+            lambda answer: (answer[0], None),
+            method=ticket.method,
+            url=URL(ticket.upload_url, encoded=True),
+            template=None,
+            resend=resend,
+            headers=headers,
+            overdue=lambda: watch.overdue(task),
+        )
 
     async def _send(
         self,

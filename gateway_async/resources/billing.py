@@ -9,7 +9,7 @@ from .._convert import structure
 from .._errors import InvalidRequestError
 from .._validate import OUT_OF_UTC, fits_utc
 from ..models import UsageSummary, Wallet
-from ._base import CallTimeout, Resource
+from ._base import CallTimeout, Resource, traced
 
 __all__ = ["Billing"]
 
@@ -31,10 +31,12 @@ class Billing(Resource):
 
     __slots__ = ()
 
+    @traced("gateway.billing.wallet")
     async def wallet(self, *, timeout: CallTimeout | NotGiven = NOT_GIVEN) -> Wallet:
         reply = await self._transport.request("GET", "/api/billing/wallet", timeout=timeout)
         return structure(reply.data, Wallet, request_id=reply.request_id)
 
+    @traced("gateway.billing.usage_summary")
     async def usage_summary(
         self,
         start: datetime | None = None,

@@ -9,7 +9,7 @@ from .._convert import structure
 from .._errors import APIResponseValidationError, InvalidRequestError
 from .._transport import segment
 from ..models import MarketplaceModel
-from ._base import CallTimeout, Resource
+from ._base import CallTimeout, Resource, traced, traced_pages
 
 __all__ = ["Marketplace"]
 
@@ -19,6 +19,7 @@ class Marketplace(Resource):
 
     __slots__ = ()
 
+    @traced_pages("gateway.marketplace.list_models")
     async def list_models(
         self,
         q: str | None = None,
@@ -64,6 +65,7 @@ class Marketplace(Resource):
             seen.add(cursor)
             params = {**params, "cursor": cursor}
 
+    @traced("gateway.marketplace.get_model")
     async def get_model(
         self, slug: str, *, timeout: CallTimeout | NotGiven = NOT_GIVEN
     ) -> MarketplaceModel:

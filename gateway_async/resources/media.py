@@ -16,6 +16,7 @@ from .._errors import (
     InvalidRequestError,
     PermissionDeniedError,
 )
+from .._telemetry import Attributes
 from .._transport import Transport
 from .._upload.engine import ProgressCallback, upload_source
 from .._upload.multipart import check_part_concurrency
@@ -24,7 +25,7 @@ from .._upload.sources import SourceLike, prepare_source
 from .._upload.storage import Storage
 from .._validate import check_idempotency_key
 from ..models import MediaRef
-from ._base import CallTimeout, Resource
+from ._base import CallTimeout, Resource, traced
 
 __all__ = ["Media"]
 
@@ -50,6 +51,11 @@ def _total(timeout: CallTimeout | NotGiven) -> float | None:
     if isinstance(timeout, Timeouts):
         return timeout.total
     return Timeouts(total=timeout).total
+
+
+def _uploaded(media: MediaRef) -> Attributes:
+    """An upload's span attributes (and the uploaded-bytes metric)."""
+    return {"gateway.upload.bytes": media.size, "gateway.media_ref": media.media_ref}
 
 
 class Media(Resource):
@@ -108,6 +114,7 @@ class Media(Resource):
                 journal=resume,
             )
 
+    @traced("gateway.media.upload_many")
     async def upload_many(
         self,
         sources: Iterable[SourceLike],
@@ -141,6 +148,7 @@ class Media(Resource):
 
         return await run_batch(sources, one, concurrency=concurrency, dooming=_DOOMING)
 
+    @traced("gateway.media.upload", outcome=_uploaded)
     async def _upload(
         self,
         source: SourceLike,

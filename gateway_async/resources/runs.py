@@ -9,14 +9,33 @@ from .._batch import run_batch
 from .._config import NOT_GIVEN, NotGiven
 from .._convert import structure
 from .._errors import AuthenticationError, GatewayError, InsufficientFundsError, InvalidRequestError
+from .._telemetry import Attributes
 from ..models import Run, RunRequest
-from ._base import CallTimeout, Resource
+from ._base import CallTimeout, Resource, traced
 
 __all__ = ["DOOMING_ERRORS", "Runs"]
 
 # Errors that every later request of the batch would meet too; 403 is not one of them,
 # since a key may be refused one model and allowed another.
 DOOMING_ERRORS: tuple[type[GatewayError], ...] = (AuthenticationError, InsufficientFundsError)
+
+
+def _describe(request: RunRequest, *_: Any, **__: Any) -> Attributes:
+    """A run's span attributes before it is sent: never its input, params or options."""
+    described = {"gateway.model": str(request.model), "gateway.mode": str(request.mode)}
+    if request.scope is not None:
+        described["gateway.scope"] = str(request.scope)
+    return described
+
+
+def _outcome(run: Run) -> Attributes:
+    """A finished run's span attributes (and the runs and credits metrics): never output."""
+    return {
+        "gateway.model": run.model,
+        "gateway.run.id": run.id,
+        "gateway.run.status": run.status,
+        "gateway.credits": float(run.usage.credits),
+    }
 
 
 class Runs(Resource):
@@ -49,6 +68,7 @@ class Runs(Resource):
         )
         return await self.send(request, timeout=timeout, max_retries=max_retries)
 
+    @traced("gateway.runs.create", _describe, _outcome)
     async def send(
         self,
         request: RunRequest,
@@ -73,6 +93,7 @@ class Runs(Resource):
         )
         return structure(reply.data, Run, request_id=reply.request_id)
 
+    @traced("gateway.runs.create_many")
     async def create_many(
         self,
         requests: Iterable[RunRequest],

@@ -1,0 +1,475 @@
+"""OpenTelemetry traces and metrics, W3C trace context on the wire, and event hooks.
+
+The only module that imports ``opentelemetry`` (the API, extra ``[otel]``), and only when a
+``Gateway`` is built with telemetry on, so ``import gateway_async`` stays light. Without the
+package, and without event hooks, a client has no ``Telemetry`` at all: each call site pays
+one ``is None`` check.
+
+Cost: with the API installed but no SDK configured, every call site asks ``active()`` (two
+module attribute reads, measured at well under 1 µs a call) and takes the uninstrumented path,
+since the API's no-op spans would still cost a context attach, a span object and a header
+copy per attempt. The application configuring a provider later is seen at the next call.
+
+Never recorded: the API key, the access token (headers are not recorded; hooks get them
+redacted), a pre-signed URL's query (``url.full`` is built without it), and ``input``,
+``params`` or ``output`` (only the model, mode, scope and ids are). Exception messages are
+not recorded either (they may quote an input value): ``error.type`` is a class or a status.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType, ModuleType
+from typing import Any, Final, TypeAlias, TypeVar
+
+import attrs
+from yarl import URL
+
+from ._errors import ConfigurationError
+from ._logging import logger
+from ._version import __version__
+
+__all__ = [
+    "Attributes",
+    "EventHooks",
+    "RequestInfo",
+    "ResponseInfo",
+    "Telemetry",
+    "new_telemetry",
+    "url_template",
+]
+
+R = TypeVar("R")
+Attributes: TypeAlias = Mapping[str, str | int | float | bool]
+Hook: TypeAlias = Callable[[Any], Any]
+EventHooks: TypeAlias = Mapping[str, Iterable[Hook]]
+
+_SCOPE: Final = "gateway_async"
+_SENSITIVE: Final = ("auth", "key", "token", "secret", "signature", "credential", "cookie")
+_PUBLIC_HEADERS: Final = frozenset({"idempotency-key"})
+_REDACTED: Final = "[redacted]"
+
+# Paths with a parameter: the prefix, and the template a span or metric names instead.
+_TEMPLATES: Final = (
+    ("/api/marketplace/models/", "/api/marketplace/models/{slug}"),
+    ("/api/media/upload/", "/api/media/upload/{upload_id}"),
+    ("/api/runs/", "/api/runs/{run_id}"),
+)
+_STATIC_UPLOAD_PATHS: Final = frozenset({"init", "complete", "parts"})
+
+
+def url_template(path: str) -> str:
+    """The low-cardinality ``url.template`` of an API path (ids and slugs become names)."""
+    for prefix, template in _TEMPLATES:
+        if path.startswith(prefix):
+            rest = path[len(prefix) :]
+            if not rest or (template.endswith("{upload_id}") and rest in _STATIC_UPLOAD_PATHS):
+                return path
+            return template
+    return path
+
+
+def _redact(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """A read-only copy of ``headers`` with every credential-like value replaced."""
+    safe = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        hidden = lower not in _PUBLIC_HEADERS and any(word in lower for word in _SENSITIVE)
+        safe[name] = _REDACTED if hidden else value
+    return MappingProxyType(safe)
+
+
+def _public_url(url: URL) -> str:
+    """``url`` without user info, query or fragment: a pre-signed URL's signature is its query."""
+    return str(url.with_user(None).with_query(None).with_fragment(None))
+
+
+@attrs.frozen(kw_only=True)
+class RequestInfo:
+    """What a ``request`` event hook receives: one HTTP attempt about to be sent.
+
+    ``url`` has no query string and ``headers`` have credentials redacted, so a hook may log
+    them as they are. ``attempt`` counts from 1.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    attempt: int
+
+
+@attrs.frozen(kw_only=True)
+class ResponseInfo(RequestInfo):
+    """What a ``response`` event hook receives: the attempt above, answered.
+
+    ``elapsed`` is in seconds; ``request_id`` is the Gateway's ``X-Request-Id`` (None for a
+    storage PUT or an answer without one).
+    """
+
+    status: int
+    elapsed: float
+    request_id: str | None = None
+
+
+def _hooks(event_hooks: EventHooks | None) -> tuple[tuple[Hook, ...], tuple[Hook, ...]]:
+    """Validate ``event_hooks`` into (request hooks, response hooks)."""
+    if event_hooks is None:
+        return (), ()
+    if not isinstance(event_hooks, Mapping):
+        raise ConfigurationError(
+            'event_hooks: pass a mapping like {"request": [fn], "response": [fn]}'
+        )
+    unknown = set(event_hooks) - {"request", "response"}
+    if unknown:
+        raise ConfigurationError(
+            f"event_hooks: unknown event {sorted(unknown)[0]!r}; use 'request' or 'response'"
+        )
+    found: dict[str, tuple[Hook, ...]] = {}
+    for event in ("request", "response"):
+        hooks = tuple(event_hooks.get(event, ()))
+        if not all(callable(hook) for hook in hooks):
+            raise ConfigurationError(f"event_hooks[{event!r}]: every hook must be callable")
+        found[event] = hooks
+    return found["request"], found["response"]
+
+
+def _load_otel() -> ModuleType | None:
+    """The ``opentelemetry.trace`` module, or None when the ``otel`` extra is absent."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+    return trace
+
+
+class _Otel:
+    """The tracer and the five instruments of one client (from its providers)."""
+
+    def __init__(self, tracer_provider: Any, meter_provider: Any) -> None:
+        from opentelemetry import context, metrics, propagate, trace
+        from opentelemetry.metrics import _internal as metrics_internal
+
+        self.trace, self.context, self.propagate = trace, context, propagate
+        self.explicit = tracer_provider is not None or meter_provider is not None
+        # Resolve the global providers once, so one named by OTEL_PYTHON_* env vars loads.
+        tracer_provider = tracer_provider or trace.get_tracer_provider()
+        meter_provider = meter_provider or metrics.get_meter_provider()
+        self._globals = (trace, metrics_internal)
+        self.tracer = tracer_provider.get_tracer(_SCOPE, __version__)
+        meter = meter_provider.get_meter(_SCOPE, __version__)
+        self.duration = meter.create_histogram(
+            "gateway.client.request.duration", unit="s", description="HTTP attempt duration"
+        )
+        self.runs = meter.create_counter(
+            "gateway.client.runs", unit="{run}", description="Finished runs"
+        )
+        self.credits = meter.create_counter(
+            "gateway.client.credits", unit="{credit}", description="Credits charged for runs"
+        )
+        self.upload_bytes = meter.create_counter(
+            "gateway.client.upload.bytes", unit="By", description="Bytes of completed uploads"
+        )
+        self.retries = meter.create_counter(
+            "gateway.client.retries", unit="{retry}", description="Retried attempts"
+        )
+
+    def configured(self) -> bool:
+        """Whether spans or metrics go anywhere: explicit providers, or global ones set.
+
+        Reads the API's module globals rather than calling ``get_tracer_provider()``, which
+        consults ``os.environ`` on every call; a missing global counts as configured.
+        """
+        if self.explicit:
+            return True
+        trace, metrics_internal = self._globals
+        return (
+            getattr(trace, "_TRACER_PROVIDER", True) is not None
+            or getattr(metrics_internal, "_METER_PROVIDER", True) is not None
+        )
+
+
+def new_telemetry(
+    *,
+    enabled: bool,
+    event_hooks: EventHooks | None = None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+) -> Telemetry | None:
+    """The client's telemetry, or None when there is nothing to do (no OTel, no hooks)."""
+    if not isinstance(enabled, bool):
+        raise ConfigurationError("telemetry: pass True or False")
+    request_hooks, response_hooks = _hooks(event_hooks)
+    otel = None
+    if enabled and _load_otel() is not None:
+        otel = _Otel(tracer_provider, meter_provider)
+    if otel is None and not request_hooks and not response_hooks:
+        return None
+    return Telemetry(otel, request_hooks, response_hooks)
+
+
+def _error_type(error: BaseException, status: int | None, timed_out: bool) -> str:
+    """A low-cardinality ``error.type``: the status code, ``timeout``, or the class name."""
+    if status is not None:
+        return str(status)
+    if timed_out or isinstance(error, TimeoutError):
+        return "timeout"
+    return type(error).__name__
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The SDK error inside a transport-internal wrapper (an exception with ``.error``)."""
+    inner = getattr(exc, "error", None)
+    return inner if isinstance(inner, BaseException) else exc
+
+
+def retry_reason(error: BaseException) -> str:
+    """``gateway.retry.reason``: the status code, ``timeout`` or ``connection``."""
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int):
+        return str(status)
+    return "timeout" if isinstance(error, TimeoutError) else "connection"
+
+
+class Telemetry:
+    """One client's spans, metrics and event hooks; see the module docstring for the cost."""
+
+    __slots__ = ("_failed_hooks", "_otel", "_request_hooks", "_response_hooks")
+
+    def __init__(
+        self,
+        otel: _Otel | None,
+        request_hooks: tuple[Hook, ...],
+        response_hooks: tuple[Hook, ...],
+    ) -> None:
+        self._otel = otel
+        self._request_hooks = request_hooks
+        self._response_hooks = response_hooks
+        self._failed_hooks: set[int] = set()
+
+    def tracing(self) -> bool:
+        """Whether operation spans and metrics are worth making right now."""
+        return self._otel is not None and self._otel.configured()
+
+    def active(self) -> bool:
+        """Whether an HTTP attempt needs observing (spans, metrics or hooks)."""
+        return bool(self._request_hooks or self._response_hooks) or self.tracing()
+
+    # -- operations ------------------------------------------------------------------------
+
+    async def traced(
+        self,
+        name: str,
+        call: Awaitable[R],
+        attributes: Attributes | None = None,
+        outcome: Callable[[R], Attributes] | None = None,
+        ending: Callable[[], Attributes] | None = None,
+    ) -> R:
+        """Await ``call`` inside the INTERNAL span ``name`` (the current span meanwhile).
+
+        ``outcome`` describes a result, ``ending`` the state at the end whatever happened;
+        their attributes go on the span, and the run and upload ones into the metrics.
+        """
+        otel = self._otel
+        assert otel is not None
+        span = otel.tracer.start_span(name, attributes=attributes)
+        token = otel.context.attach(otel.trace.set_span_in_context(span))
+        try:
+            result = await call
+        except BaseException as exc:
+            _fail(otel, span, _error_type(exc, getattr(exc, "status_code", None), False))
+            raise
+        else:
+            if outcome is not None:
+                described = outcome(result)
+                span.set_attributes(described)
+                self._count(name, described)
+            return result
+        finally:
+            otel.context.detach(token)
+            if ending is not None:
+                span.set_attributes(ending())
+            span.end()
+
+    async def traced_iter(self, name: str, items: AsyncIterator[R]) -> AsyncIterator[R]:
+        """Yield from ``items`` inside the INTERNAL span ``name``, current only while a page
+        is fetched: a context attached across a ``yield`` would leak into the caller's code.
+        """
+        otel = self._otel
+        assert otel is not None
+        span = otel.tracer.start_span(name)
+        inside = otel.trace.set_span_in_context(span)
+        try:
+            while True:
+                token = otel.context.attach(inside)
+                try:
+                    item = await anext(items)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    otel.context.detach(token)
+                yield item
+        except Exception as exc:
+            _fail(otel, span, _error_type(exc, getattr(exc, "status_code", None), False))
+            raise
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            span.end()
+
+    def _count(self, name: str, described: Attributes) -> None:
+        """The metrics an operation's outcome feeds (runs, credits, uploaded bytes)."""
+        otel = self._otel
+        assert otel is not None
+        if name == "gateway.runs.create":
+            model = described.get("gateway.model", "")
+            otel.runs.add(
+                1, {"gateway.model": model, "gateway.run.status": described["gateway.run.status"]}
+            )
+            otel.credits.add(float(described["gateway.credits"]), {"gateway.model": model})
+        elif name == "gateway.media.upload":
+            otel.upload_bytes.add(int(described["gateway.upload.bytes"]))
+
+    def retried(self, error: BaseException, delay: float) -> None:
+        """Count a retry, and note it (reason, delay) on the current operation span."""
+        otel = self._otel
+        if otel is None or not otel.configured():
+            return
+        reason = retry_reason(error)
+        otel.retries.add(1, {"gateway.retry.reason": reason})
+        otel.trace.get_current_span().add_event(
+            "gateway.retry", {"gateway.retry.reason": reason, "gateway.retry.delay": delay}
+        )
+
+    # -- HTTP attempts ---------------------------------------------------------------------
+
+    async def attempt(
+        self,
+        call: Callable[[Mapping[str, str]], Awaitable[R]],
+        answer: Callable[[R], tuple[int, str | None]],
+        *,
+        method: str,
+        url: URL,
+        template: str | None,
+        resend: int,
+        headers: Mapping[str, str],
+        overdue: Callable[[], bool],
+    ) -> R:
+        """Send one HTTP attempt, ``call(headers)``, inside a CLIENT span, timed, with hooks.
+
+        ``template`` is set for API calls: they carry ``traceparent`` naming this span.
+        A storage PUT (``template`` None) never does, and its ``url.full`` has no query.
+        ``answer`` reads (status, request id) from the result; ``overdue`` says whether a
+        cancellation was the client's own timeout.
+        """
+        otel = self._otel if self.tracing() else None
+        span = None
+        if otel is not None:
+            span = _client_span(otel, method, url, template, resend)
+            if template is not None:
+                headers = dict(headers)
+                otel.propagate.inject(headers, context=otel.trace.set_span_in_context(span))
+        info = None
+        if self._request_hooks or self._response_hooks:
+            info = RequestInfo(
+                method=method, url=_public_url(url), headers=_redact(headers), attempt=resend + 1
+            )
+            await self._fire(self._request_hooks, info)
+        started = time.perf_counter()
+        status: int | None = None
+        try:
+            result = await call(headers)
+        except BaseException as exc:
+            error = _unwrap(exc)
+            status = getattr(error, "status_code", None)
+            rid = getattr(error, "request_id", None)
+            if otel is not None and span is not None:
+                _fail(otel, span, _error_type(error, status, overdue()))
+            raise
+        else:
+            status, rid = answer(result)
+            if otel is not None and span is not None and status >= 400:
+                _fail(otel, span, str(status))
+            return result
+        finally:
+            elapsed = time.perf_counter() - started
+            if otel is not None and span is not None:
+                self._answered(otel, span, method, template, status, rid, elapsed)
+            if info is not None and status is not None:
+                await self._fire(
+                    self._response_hooks,
+                    ResponseInfo(
+                        method=info.method,
+                        url=info.url,
+                        headers=info.headers,
+                        attempt=info.attempt,
+                        status=status,
+                        elapsed=elapsed,
+                        request_id=rid,
+                    ),
+                )
+
+    def _answered(
+        self,
+        otel: _Otel,
+        span: Any,
+        method: str,
+        template: str | None,
+        status: int | None,
+        request_id: str | None,
+        elapsed: float,
+    ) -> None:
+        """End an attempt's span; record its duration; name its request id on the operation."""
+        labels: dict[str, str | int] = {"http.request.method": method}
+        if template is not None:
+            labels["url.template"] = template
+        if status is not None:
+            labels["http.response.status_code"] = status
+            span.set_attribute("http.response.status_code", status)
+        if request_id:
+            span.set_attribute("gateway.request_id", request_id)
+            otel.trace.get_current_span().set_attribute("gateway.request_id", request_id)
+        span.end()
+        otel.duration.record(elapsed, labels)
+
+    async def _fire(self, hooks: tuple[Hook, ...], info: RequestInfo) -> None:
+        """Call each hook (awaiting an async one); one that raises is logged once, then ignored."""
+        for hook in hooks:
+            try:
+                result = hook(info)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                if id(hook) not in self._failed_hooks:
+                    self._failed_hooks.add(id(hook))
+                    logger.warning(
+                        "event hook %s raised %s; the call goes on (logged once per hook)",
+                        getattr(hook, "__qualname__", type(hook).__name__),
+                        type(exc).__name__,
+                    )
+
+
+def _client_span(otel: _Otel, method: str, url: URL, template: str | None, resend: int) -> Any:
+    """A started CLIENT span for one attempt, following the HTTP client conventions."""
+    attributes: dict[str, str | int] = {"http.request.method": method}
+    if url.host:
+        attributes["server.address"] = url.host
+    if url.port is not None:
+        attributes["server.port"] = url.port
+    if template is not None:
+        attributes["url.template"] = template
+    else:
+        attributes["url.full"] = _public_url(url)
+    if resend:
+        attributes["http.request.resend_count"] = resend
+    name = f"{method} {template}" if template is not None else method
+    kind = otel.trace.SpanKind.CLIENT
+    return otel.tracer.start_span(name, kind=kind, attributes=attributes)
+
+
+def _fail(otel: _Otel, span: Any, error_type: str) -> None:
+    """Mark a span failed by ``error.type`` alone: no message, which may quote an input."""
+    span.set_attribute("error.type", error_type)
+    span.set_status(otel.trace.Status(otel.trace.StatusCode.ERROR))
