@@ -33,6 +33,7 @@ from ._errors import (
     UploadExpiredError,
 )
 from ._retry import RetryPolicy
+from ._telemetry import RequestInfo, ResponseInfo
 from ._upload.engine import UploadProgress
 from ._version import __version__
 from .models import (
@@ -110,6 +111,8 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RequestInfo",
+    "ResponseInfo",
     "RetryPolicy",
     "Run",
     "RunError",
