@@ -156,7 +156,12 @@ class _Otel:
         # Resolve the global providers once, so one named by OTEL_PYTHON_* env vars loads.
         tracer_provider = tracer_provider or trace.get_tracer_provider()
         meter_provider = meter_provider or metrics.get_meter_provider()
-        self._globals = (trace, metrics_internal)
+        # The API's own globals, read on every call; if a future API renames them, act as
+        # if a provider were set (correct, only slower).
+        self.live = self.explicit or not (
+            hasattr(trace, "_TRACER_PROVIDER") and hasattr(metrics_internal, "_METER_PROVIDER")
+        )
+        self._trace, self._metrics = trace, metrics_internal
         self.tracer = tracer_provider.get_tracer(_SCOPE, __version__)
         meter = meter_provider.get_meter(_SCOPE, __version__)
         self.duration = meter.create_histogram(
@@ -179,15 +184,15 @@ class _Otel:
         """Whether spans or metrics go anywhere: explicit providers, or global ones set.
 
         Reads the API's module globals rather than calling ``get_tracer_provider()``, which
-        consults ``os.environ`` on every call; a missing global counts as configured.
+        consults ``os.environ`` on every call. A global provider is set once per process and
+        never unset, so the first True is kept.
         """
-        if self.explicit:
+        if self.live:
             return True
-        trace, metrics_internal = self._globals
-        return (
-            getattr(trace, "_TRACER_PROVIDER", True) is not None
-            or getattr(metrics_internal, "_METER_PROVIDER", True) is not None
+        self.live = (
+            self._trace._TRACER_PROVIDER is not None or self._metrics._METER_PROVIDER is not None
         )
+        return self.live
 
 
 def new_telemetry(
@@ -235,7 +240,7 @@ def retry_reason(error: BaseException) -> str:
 class Telemetry:
     """One client's spans, metrics and event hooks; see the module docstring for the cost."""
 
-    __slots__ = ("_failed_hooks", "_otel", "_request_hooks", "_response_hooks")
+    __slots__ = ("_failed_hooks", "_hooked", "_otel", "_request_hooks", "_response_hooks")
 
     def __init__(
         self,
@@ -246,6 +251,7 @@ class Telemetry:
         self._otel = otel
         self._request_hooks = request_hooks
         self._response_hooks = response_hooks
+        self._hooked = bool(request_hooks or response_hooks)
         self._failed_hooks: set[int] = set()
 
     def tracing(self) -> bool:
@@ -254,7 +260,7 @@ class Telemetry:
 
     def active(self) -> bool:
         """Whether an HTTP attempt needs observing (spans, metrics or hooks)."""
-        return bool(self._request_hooks or self._response_hooks) or self.tracing()
+        return self._hooked or self.tracing()
 
     # -- operations ------------------------------------------------------------------------
 
@@ -372,7 +378,7 @@ class Telemetry:
                 headers = dict(headers)
                 otel.propagate.inject(headers, context=otel.trace.set_span_in_context(span))
         info = None
-        if self._request_hooks or self._response_hooks:
+        if self._hooked:
             info = RequestInfo(
                 method=method, url=_public_url(url), headers=_redact(headers), attempt=resend + 1
             )
