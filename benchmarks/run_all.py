@@ -19,6 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 SCENARIOS: list[tuple[str, list[str]]] = [
     ("runs_bench", []),
+    ("otel_bench", []),
     ("startup_bench", []),
     ("scaling_bench", []),
     ("uploads_bench", ["--rounds", "7"]),
