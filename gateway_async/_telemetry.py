@@ -148,10 +148,10 @@ class _Otel:
     """The tracer and the five instruments of one client (from its providers)."""
 
     def __init__(self, tracer_provider: Any, meter_provider: Any) -> None:
-        from opentelemetry import context, metrics, propagate, trace
+        from opentelemetry import context, metrics, trace
         from opentelemetry.metrics import _internal as metrics_internal
 
-        self.trace, self.context, self.propagate = trace, context, propagate
+        self.trace, self.context = trace, context
         self.explicit = tracer_provider is not None or meter_provider is not None
         # Resolve the global providers once, so one named by OTEL_PYTHON_* env vars loads.
         tracer_provider = tracer_provider or trace.get_tracer_provider()
@@ -179,6 +179,13 @@ class _Otel:
         self.retries = meter.create_counter(
             "gateway.client.retries", unit="{retry}", description="Retried attempts"
         )
+
+    def inject(self, headers: dict[str, str], span: Any) -> None:
+        """Add ``traceparent`` (and ``tracestate``) naming ``span`` through the API's
+        configured propagator (imported on first use: it loads entry points, ~2 ms)."""
+        from opentelemetry import propagate
+
+        propagate.inject(headers, context=self.trace.set_span_in_context(span))
 
     def configured(self) -> bool:
         """Whether spans or metrics go anywhere: explicit providers, or global ones set.
@@ -376,7 +383,7 @@ class Telemetry:
             span = _client_span(otel, method, url, template, resend)
             if template is not None:
                 headers = dict(headers)
-                otel.propagate.inject(headers, context=otel.trace.set_span_in_context(span))
+                otel.inject(headers, span)
         info = None
         if self._hooked:
             info = RequestInfo(
