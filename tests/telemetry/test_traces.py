@@ -240,3 +240,21 @@ async def test_an_ingest_is_the_root_of_its_items(
     assert "gateway.marketplace.get_model" in children
     trace_ids = {span.context.trace_id for span in otel.spans()}
     assert trace_ids == {root.context.trace_id}
+
+
+async def test_leaving_list_models_early_ends_its_span_cleanly(
+    server: FakeServer, traced_gw: Gateway, otel: Otel
+) -> None:
+    from contextlib import aclosing
+
+    from tests.core.test_resources import model
+
+    page = {"data": [model("a"), model("b")], "next_cursor": "c2"}
+    server.on("GET", "/api/marketplace/models", reply(200, page))
+    async with aclosing(traced_gw.marketplace.list_models()) as models:
+        async for found in models:
+            assert found.slug == "a"
+            break
+    listing = otel.one("gateway.marketplace.list_models")
+    assert "error.type" not in dict(listing.attributes or {})
+    assert [child.name for child in otel.children(listing)] == ["GET /api/marketplace/models"]
