@@ -187,20 +187,6 @@ class _Otel:
 
         propagate.inject(headers, context=self.trace.set_span_in_context(span))
 
-    def configured(self) -> bool:
-        """Whether spans or metrics go anywhere: explicit providers, or global ones set.
-
-        Reads the API's module globals rather than calling ``get_tracer_provider()``, which
-        consults ``os.environ`` on every call. A global provider is set once per process and
-        never unset, so the first True is kept.
-        """
-        if self.live:
-            return True
-        self.live = (
-            self._trace._TRACER_PROVIDER is not None or self._metrics._METER_PROVIDER is not None
-        )
-        return self.live
-
 
 def new_telemetry(
     *,
@@ -262,8 +248,21 @@ class Telemetry:
         self._failed_hooks: set[int] = set()
 
     def tracing(self) -> bool:
-        """Whether operation spans and metrics are worth making right now."""
-        return self._otel is not None and self._otel.configured()
+        """Whether spans and metrics go anywhere: explicit providers, or global ones set.
+
+        Asked on every call, so it reads the API's module globals rather than calling
+        ``get_tracer_provider()`` (which consults ``os.environ`` each time), inline. A global
+        provider is set once per process and never unset, so the first True is kept.
+        """
+        otel = self._otel
+        if otel is None:
+            return False
+        if not otel.live:
+            otel.live = (
+                otel._trace._TRACER_PROVIDER is not None
+                or otel._metrics._METER_PROVIDER is not None
+            )
+        return otel.live
 
     def active(self) -> bool:
         """Whether an HTTP attempt needs observing (spans, metrics or hooks)."""
@@ -348,7 +347,7 @@ class Telemetry:
     def retried(self, error: BaseException, delay: float) -> None:
         """Count a retry, and note it (reason, delay) on the current operation span."""
         otel = self._otel
-        if otel is None or not otel.configured():
+        if otel is None or not self.tracing():
             return
         reason = retry_reason(error)
         otel.retries.add(1, {"gateway.retry.reason": reason})

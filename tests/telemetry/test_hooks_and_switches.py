@@ -151,3 +151,18 @@ def test_import_gateway_async_does_not_import_opentelemetry() -> None:
     code = "import sys, gateway_async; print('opentelemetry' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_global_provider_set_after_the_client_is_used_from_then_on() -> None:
+    """In a fresh process (the global providers can be set once): no SDK, then an SDK."""
+    code = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from gateway_async import Gateway
+gw = Gateway(api_key="k", base_url="https://gw.test")
+before = gw._transport.telemetry.tracing()
+trace.set_tracer_provider(TracerProvider())
+print(before, gw._transport.telemetry.tracing(), gw._transport.telemetry.active())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "True"]
