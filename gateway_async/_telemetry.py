@@ -410,18 +410,13 @@ class Telemetry:
             if otel is not None and span is not None:
                 self._answered(otel, span, method, template, status, rid, elapsed)
             if info is not None and status is not None:
-                await self._fire(
-                    self._response_hooks,
-                    ResponseInfo(
-                        method=info.method,
-                        url=info.url,
-                        headers=info.headers,
-                        attempt=info.attempt,
-                        status=status,
-                        elapsed=elapsed,
-                        request_id=rid,
-                    ),
+                answered = ResponseInfo(
+                    **attrs.asdict(info, recurse=False),
+                    status=status,
+                    elapsed=elapsed,
+                    request_id=rid,
                 )
+                await self._fire(self._response_hooks, answered)
 
     def _answered(
         self,
