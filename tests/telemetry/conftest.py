@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway_async import Gateway, testing
-from tests.conftest import TEST_KEY, FakeServer, no_wait_policy
+from tests.conftest import TEST_KEY, FakeServer, Handler, no_wait_policy
 
 gateway_emulator = testing.gateway_emulator  # the shared fixture, under its own name
 
@@ -91,13 +91,16 @@ def otel() -> Iterator[Otel]:
         providers.shutdown()
 
 
-def serve_upload(server: FakeServer, *, put: web.StreamResponse | None = None) -> None:
-    """``server`` answers init (a ticket pointing back to itself), the PUT and complete."""
+def serve_upload(
+    server: FakeServer, *, query: str = SIGNATURE, puts: tuple[Handler, ...] = ()
+) -> None:
+    """``server`` answers init (a ticket pointing back to itself, signed by ``query``),
+    the PUT (``puts`` first, if given, then 200) and complete."""
 
     async def init(_: web.Request) -> web.StreamResponse:
         ticket = {
             "upload_id": "upl_1",
-            "upload_url": f"{server.url}/bucket/upl_1?{SIGNATURE}",
+            "upload_url": f"{server.url}/bucket/upl_1?{query}",
             "method": "PUT",
             "headers": {"Content-Type": "application/octet-stream"},
             "expires_at": "2099-01-01T00:00:00Z",
@@ -111,7 +114,7 @@ def serve_upload(server: FakeServer, *, put: web.StreamResponse | None = None) -
         return web.json_response(MEDIA, headers={"X-Request-Id": "req_complete"})
 
     server.on("POST", "/api/media/upload/init", init)
-    server.on("PUT", "/bucket/upl_1", stored)
+    server.on("PUT", "/bucket/upl_1", *puts, stored)
     server.on("POST", "/api/media/upload/complete", complete)
 
 

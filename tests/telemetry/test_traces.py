@@ -140,9 +140,7 @@ async def test_an_upload_spans_init_put_and_complete(
 async def test_a_retried_put_counts_its_resends(
     server: FakeServer, traced_gw: Gateway, otel: Otel
 ) -> None:
-    serve_upload(server)
-    stored = server._routes[("PUT", "/bucket/upl_1")][0]
-    server.on("PUT", "/bucket/upl_1", reply(503, raw=b"slow down"), stored)
+    serve_upload(server, puts=(reply(503, raw=b"slow down"),))
     await traced_gw.media.upload(b"hello", filename="a.bin")
 
     upload = otel.one("gateway.media.upload")
