@@ -5,10 +5,11 @@ The only module that imports ``opentelemetry`` (the API, extra ``[otel]``), and 
 package, and without event hooks, a client has no ``Telemetry`` at all: each call site pays
 one ``is None`` check.
 
-Cost: with the API installed but no SDK configured, every call site asks ``active()`` (two
-module attribute reads, measured at well under 1 µs a call) and takes the uninstrumented path,
-since the API's no-op spans would still cost a context attach, a span object and a header
-copy per attempt. The application configuring a provider later is seen at the next call.
+Cost: with the API installed but no SDK configured, every call site asks ``tracing()`` or
+``active()`` (two module attribute reads) and takes the uninstrumented path, since the API's
+no-op spans would still cost a context attach, a span object and a header copy per attempt:
++0.7% instructions per run, counted (benchmarks/RESULTS.md). The application configuring a
+provider later is seen at the next call.
 
 Never recorded: the API key, the access token (headers are not recorded; hooks get them
 redacted), a pre-signed URL's query (``url.full`` is built without it), and ``input``,
@@ -161,7 +162,7 @@ class _Otel:
         self.live = self.explicit or not (
             hasattr(trace, "_TRACER_PROVIDER") and hasattr(metrics_internal, "_METER_PROVIDER")
         )
-        self._trace, self._metrics = trace, metrics_internal
+        self.metrics_globals = metrics_internal
         self.tracer = tracer_provider.get_tracer(_SCOPE, __version__)
         meter = meter_provider.get_meter(_SCOPE, __version__)
         self.duration = meter.create_histogram(
@@ -259,8 +260,8 @@ class Telemetry:
             return False
         if not otel.live:
             otel.live = (
-                otel._trace._TRACER_PROVIDER is not None
-                or otel._metrics._METER_PROVIDER is not None
+                otel.trace._TRACER_PROVIDER is not None
+                or otel.metrics_globals._METER_PROVIDER is not None
             )
         return otel.live
 
