@@ -376,6 +376,36 @@ async def test_no_signature_is_reachable_from_storage_errors(
     assert_no_secret(info.value, TEST_KEY, SIG)
 
 
+@pytest.mark.parametrize("answer", HOSTILE_ANSWERS.values(), ids=HOSTILE_ANSWERS.keys())
+async def test_no_signature_is_reachable_from_multipart_part_errors(
+    server: FakeServer, answer: bytes
+) -> None:
+    """The same walk for a part PUT of a multipart upload (contract v2), after its retries."""
+    storage = await RawServer(answer).start()
+    ticket = {
+        "upload_id": "up_1",
+        "method": "PUT",
+        "headers": {},
+        "expires_at": "2099-01-01T00:00:00Z",
+        "part_size": 3,
+        "parts": [
+            {"part_number": n, "upload_url": f"{storage.url}/o?partNumber={n}&X-Sig={SIG}"}
+            for n in (1, 2)
+        ],
+    }
+    server.on("POST", "/api/media/upload/init", reply(201, ticket))
+    try:
+        async with Gateway(
+            api_key=TEST_KEY, base_url=server.url, retry=no_wait_policy(1), timeout=5
+        ) as gw:
+            with pytest.raises(GatewayError) as info:
+                await gw.media.upload(b"hello!", filename="a.png")
+    finally:
+        await storage.close()
+    assert {b"partNumber=1" in h for h in storage.heads} == {True, False}, "part PUTs were sent"
+    assert_no_secret(info.value, TEST_KEY, SIG)
+
+
 # -- 8. what the budget does with the sources left ---------------------------------------
 
 
