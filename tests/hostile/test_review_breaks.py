@@ -365,15 +365,21 @@ async def test_no_signature_is_reachable_from_storage_errors(
 ) -> None:
     storage = await RawServer(answer).start()
     serve_init(server, f"{scheme}{storage.url[4:]}/bucket/o?X-Sig={SIG}&X-Cred=abc{SIG}")
+    error = await failed_upload(server, storage, b"hello")
+    assert_no_secret(error, TEST_KEY, SIG)
+
+
+async def failed_upload(server: FakeServer, storage: RawServer, data: bytes) -> GatewayError:
+    """The error of uploading ``data`` through ``server`` to a hostile ``storage`` (closed)."""
     try:
         async with Gateway(
             api_key=TEST_KEY, base_url=server.url, retry=no_wait_policy(1), timeout=5
         ) as gw:
             with pytest.raises(GatewayError) as info:
-                await gw.media.upload(b"hello", filename="a.png")
+                await gw.media.upload(data, filename="a.png")
     finally:
         await storage.close()
-    assert_no_secret(info.value, TEST_KEY, SIG)
+    return info.value
 
 
 @pytest.mark.parametrize("answer", HOSTILE_ANSWERS.values(), ids=HOSTILE_ANSWERS.keys())
@@ -394,16 +400,9 @@ async def test_no_signature_is_reachable_from_multipart_part_errors(
         ],
     }
     server.on("POST", "/api/media/upload/init", reply(201, ticket))
-    try:
-        async with Gateway(
-            api_key=TEST_KEY, base_url=server.url, retry=no_wait_policy(1), timeout=5
-        ) as gw:
-            with pytest.raises(GatewayError) as info:
-                await gw.media.upload(b"hello!", filename="a.png")
-    finally:
-        await storage.close()
+    error = await failed_upload(server, storage, b"hello!")
     assert {b"partNumber=1" in h for h in storage.heads} == {True, False}, "part PUTs were sent"
-    assert_no_secret(info.value, TEST_KEY, SIG)
+    assert_no_secret(error, TEST_KEY, SIG)
 
 
 # -- 8. what the budget does with the sources left ---------------------------------------
