@@ -573,21 +573,6 @@ def _cost(outcome: Run | Exception | None) -> Decimal | None:
 
 def encode_body(body: dict[str, Any]) -> str:
     """The JSON text the journal stores and every attempt re-sends (the transport's own
-    encoding: a MediaRef is sent as its ref, a Decimal as a string)."""
-    try:
-        return dumps(body).decode()
-    except (TypeError, ValueError, OverflowError) as exc:
-        field = "params" if _encodes(body.get("input")) else "input"
-        raise InvalidRequestError(
-            f"{field}: cannot be encoded as JSON ({exc}); pass JSON types (str, int, float, "
-            "bool, None, list, dict), MediaRef, Decimal or datetime",
-            field=field,
-        ) from None
-
-
-def _encodes(value: Any) -> bool:
-    try:
-        dumps(value)
-    except (TypeError, ValueError, OverflowError):
-        return False
-    return True
+    encoding: a MediaRef is sent as its ref, a Decimal as a string). It cannot fail: a
+    ``RunRequest`` refuses values that do not encode when it is built."""
+    return dumps(body).decode()
