@@ -32,6 +32,7 @@ from ._errors import (
     UploadError,
     UploadExpiredError,
 )
+from ._identity import idempotency_key
 from ._retry import RetryPolicy
 from ._telemetry import RequestInfo, ResponseInfo
 from ._upload.engine import UploadProgress
@@ -127,4 +128,5 @@ __all__ = [
     "UsageSummary",
     "Wallet",
     "__version__",
+    "idempotency_key",
 ]

@@ -4,7 +4,8 @@
     ds = map_runs(ds, job="photos-2026-12", to_request=lambda row: RunRequest(...), actors=4)
 
 The top floor, like user code: this module imports only the public API of
-``gateway_async`` and the core never imports it, so ``import gateway_async`` stays free of
+``gateway_async`` (and ``_identity``'s argument check, shared with the ingest) and the core
+never imports it, so ``import gateway_async`` stays free of
 Ray. The rules it keeps:
 
 - One ``Gateway`` per actor, created on the first batch inside the actor's own event loop
@@ -22,10 +23,8 @@ Ray. The rules it keeps:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
-import re
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, ClassVar, Final, TypeAlias, TypedDict, TypeVar, Unpack
 
@@ -52,7 +51,9 @@ from gateway_async import (
     PermissionDeniedError,
     Run,
     RunRequest,
+    idempotency_key,
 )
+from gateway_async._identity import check_job
 
 __all__ = [
     "ActorOptions",
@@ -71,7 +72,6 @@ Values: TypeAlias = tuple[Any, ...]
 # the read stage that feeds it (a 2-CPU laptop deadlocks); the actors mostly wait on I/O.
 DEFAULT_NUM_CPUS: Final = 0.25
 _CLOSE_TIMEOUT: Final = 10.0
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _RUN_DOOMING: Final = (AuthenticationError, InsufficientFundsError, ConfigurationError)
 # A key refused for uploads is refused for every file (as in ``gw.media.upload_many``).
 _UPLOAD_DOOMING: Final = (*_RUN_DOOMING, PermissionDeniedError)
@@ -80,37 +80,8 @@ _UPLOAD_DOOMING: Final = (*_RUN_DOOMING, PermissionDeniedError)
 # -- keys and checks -----------------------------------------------------------------------
 
 
-def idempotency_key(job: str, material: object) -> str:
-    """The Idempotency-Key of one row's call in ``job``: the same job and material give the
-    same key in every process on every node, so a retried Ray task replays its calls.
-
-    ``material`` is the row's identity: ``str`` or ``bytes`` as given, anything else as
-    canonical JSON (sorted keys). The key is the job (made header-safe, at most 64
-    characters) and a SHA-256 hex digest, well within the contract's 255 characters.
-    """
-    _check_job(job)
-    if isinstance(material, bytes):
-        data = material
-    elif isinstance(material, str):
-        data = material.encode()
-    else:
-        data = _canonical(material).encode()
-    digest = hashlib.sha256(job.encode() + b"\0" + data).hexdigest()
-    return f"{_UNSAFE.sub('_', job)[:64]}-{digest}"
-
-
-def _canonical(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
 def _fail(field: str, message: str) -> InvalidRequestError:
     return InvalidRequestError(f"{field}: {message}", field=field)
-
-
-def _check_job(job: object) -> str:
-    if not isinstance(job, str) or not job.strip():
-        raise _fail("job", "name the job with a non-empty string, e.g. job='photos-2026-12'")
-    return job
 
 
 def _check_column(value: object, field: str) -> str:
@@ -174,7 +145,7 @@ class _GatewayActor:
         base_url: str | None = None,
         gateway_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        self._job = _check_job(job)
+        self._job = check_job(job)
         self._key_column = None if key_column is None else _check_column(key_column, "key_column")
         concurrency = self._concurrency_default if concurrency is None else concurrency
         self._concurrency = _positive_int(concurrency, "concurrency")
