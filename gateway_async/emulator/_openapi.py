@@ -125,6 +125,13 @@ def run_request(core: Core) -> Schema:
     return {"anyOf": variants}
 
 
+_MEDIA: Schema = {
+    "media_ref": _STR,
+    "size": _COUNT,
+    "content_type": _STR,
+    "sha256": _SHA256,
+    "filename": _STR,
+}
 _PART_NUMBER: Schema = {"type": "integer", "minimum": 1}
 _PART_URL = _closed(part_number=_PART_NUMBER, upload_url={"type": "string", "format": "uri"})
 _PARTS_DONE: Schema = {
@@ -232,13 +239,9 @@ def schemas(core: Core) -> Schema:
             parts=_PARTS_DONE,
         ),
         **_multipart_schemas(),
-        "Media": _closed(
-            media_ref=_STR,
-            size=_COUNT,
-            content_type=_STR,
-            sha256=_SHA256,
-            filename=_STR,
-        ),
+        "Media": _closed(**_MEDIA),
+        # Contract version 3: init for content this workspace already holds.
+        "HeldUpload": _closed(**_MEDIA, deduplicated={"const": True}),
         "Wallet": _closed(
             workspace_id=_STR,
             balance=_CREDITS,
@@ -273,18 +276,21 @@ def _op(
     *,
     body: str | None = None,
     params: tuple[Schema, ...] = (),
+    also: tuple[tuple[int, str], ...] = (),
 ) -> Schema:
-    status, schema = success
     headers = {"X-Request-Id": _REQUEST_ID}
     if body is not None:
         replayed = _header({"const": "true"}, "This is the stored first answer", required=False)
         headers[REPLAYED] = replayed
-    ok = {
-        "description": "success",
-        "headers": headers,
-        "content": {"application/json": {"schema": _ref(schema)}},
+    responses = {
+        str(status): {
+            "description": "success",
+            "headers": headers,
+            "content": {"application/json": {"schema": _ref(schema)}},
+        }
+        for status, schema in (success, *also)
     }
-    responses = {str(status): ok} | {str(s): _error(s) for s in sorted({*errors, *_ALWAYS})}
+    responses |= {str(s): _error(s) for s in sorted({*errors, *_ALWAYS})}
     operation: Schema = {"summary": summary, "parameters": list(params), "responses": responses}
     if body is not None:
         operation["parameters"].append(_IDEMPOTENCY_KEY)
@@ -331,7 +337,13 @@ def paths() -> Schema:
             )
         },
         "/api/media/upload/init": {
-            "post": _op("Start a media upload", (201, "InitAnswer"), _POSTED, body="UploadInit")
+            "post": _op(
+                "Start a media upload (200: content already held, version 3)",
+                (201, "InitAnswer"),
+                _POSTED,
+                body="UploadInit",
+                also=((200, "HeldUpload"),),
+            )
         },
         "/api/media/upload/parts": {
             "post": _op(

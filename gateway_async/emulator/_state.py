@@ -92,6 +92,10 @@ class State:
         self.secret = bytes.fromhex(meta["secret"]["hex"])
         self.uploads = _restore(Upload, db.load("uploads"))
         self.media = _restore(Media, db.load("media"))
+        # Contract version 3: (sha256, size) -> the first completed media with those bytes.
+        self.held: dict[tuple[str, int], Media] = {}
+        for media in self.media.values():
+            self._hold(media)
         self.usage = list(_restore(Usage, db.load("usage")).values())
         self.replays = _restore(Replay, db.load("idempotency"))
         self.reserved = Decimal(0)
@@ -153,6 +157,11 @@ class State:
         """Store a completed media object."""
         self.media[media.media_ref] = media
         self._db.put("media", media.media_ref, dataclasses.asdict(media))
+        self._hold(media)
+
+    def _hold(self, media: Media) -> None:
+        if media.sha256:
+            self.held.setdefault((media.sha256, media.size), media)
 
     def forget_replay(self, key: str) -> None:
         """Drop an expired idempotency record."""

@@ -16,6 +16,7 @@ class EmulatorStats:
     ``bytes_received`` counts body bytes storage read from PUTs (whole uploads and parts,
     failed attempts included). ``credential_leaks`` counts storage PUTs that carried
     ``X-API-Key`` or ``Authorization``; a correct client keeps it at 0.
+    ``uploads_deduplicated`` counts inits answered with content already held (version 3).
     """
 
     requests_by_route: Counter[str] = field(default_factory=Counter)
@@ -26,6 +27,7 @@ class EmulatorStats:
     replays: int = 0
     uploads_initiated: int = 0
     uploads_completed: int = 0
+    uploads_deduplicated: int = 0
     puts: int = 0
     bytes_received: int = 0
     credential_leaks: int = 0

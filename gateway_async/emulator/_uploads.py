@@ -3,8 +3,9 @@
 ``init`` records the declared file and hands out a pre-signed PUT URL on the separate
 storage listener. ``complete`` checks what the storage PUT stored (size, and sha256 when
 given at init or complete) and turns it into a ``media_ref``. Every completed upload gets
-its own ``media_ref`` (no content addressing across uploads); completing the same upload
-again returns the same one.
+its own ``media_ref``; completing the same upload again returns the same one. An ``init``
+whose sha256 and size match bytes already completed answers ``200`` with that finished
+upload instead (contract version 3, "content already held"): nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -84,8 +85,14 @@ async def _init(core: Core, body: dict[str, Any]) -> Answer:
     if not isinstance(content_type, str) or not _CONTENT_TYPE.fullmatch(content_type):
         raise invalid("content_type", "content_type is required: a media type like image/png")
     size = _check_size(body.get("size"), core.settings.max_upload_size)
+    sha256 = _sha256(body)
+    held = None if sha256 is None else core.state.held.get((sha256, size))
+    if held is not None:
+        core.stats.uploads_deduplicated += 1
+        named = {"filename": filename, "content_type": content_type, "deduplicated": True}
+        return Answer(json_response(held.public() | named))
     expires = int(core.clock() + core.settings.upload_ttl)
-    upload = Upload(new_id("upl"), filename, content_type, size, _sha256(body), float(expires))
+    upload = Upload(new_id("upl"), filename, content_type, size, sha256, float(expires))
     core.state.save_upload(upload)
     core.stats.uploads_initiated += 1
     if wants_parts(core, size):
