@@ -111,6 +111,7 @@ class Gateway:
             connect_timeout=self._transport.timeouts.connect,
             stall_timeout=stall_timeout,
             deadlines=self._transport.deadlines,
+            answer_timeout=self._transport.timeouts.attempt,
         )
         self._storage.telemetry = observer
         self.media = Media(self._transport, self._storage)

@@ -51,6 +51,7 @@ class StreamingBody(payload.Payload):
         self.failure: BaseException | None = None
         self._writer: asyncio.Task[Any] | None = None
         self.writer: AbstractStreamWriter | None = None  # for the stall guard (storage.py)
+        self.written = False  # every byte handed to the writer (for the stall guard too)
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         raise TypeError("a streaming upload body cannot be decoded")
@@ -64,10 +65,11 @@ class StreamingBody(payload.Payload):
         # aiohttp itself may write the body again on a fresh connection (an idempotent PUT
         # on a reused connection that turned out dead): every write starts from byte 0.
         self.sent, self.digest, self.failure = 0, None, None
-        self.writer = writer
+        self.writer, self.written = writer, False
         self._writer = asyncio.current_task()
         try:
             await self._stream(writer)
+            self.written = True
         except BaseException as exc:
             # aiohttp wraps body errors in ClientConnectionError; keep the real cause.
             self.failure = exc

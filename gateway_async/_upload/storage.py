@@ -68,12 +68,14 @@ class _Bytes(payload.BytesPayload):
     """A whole body in one write, remembering aiohttp's writer for the stall guard."""
 
     writer: AbstractStreamWriter | None = None
+    written = False  # every byte handed to aiohttp's writer
 
     async def write_with_length(
         self, writer: AbstractStreamWriter, content_length: int | None
     ) -> None:
-        self.writer = writer
+        self.writer, self.written = writer, False
         await super().write_with_length(writer, content_length)
+        self.written = True
 
 
 def _kernel_queue(transport: asyncio.Transport) -> int:
@@ -101,11 +103,23 @@ def _delivered(writer: AbstractStreamWriter | None) -> int:
     return written - transport.get_write_buffer_size() - _kernel_queue(transport)
 
 
+def _all_delivered(body: _Bytes | StreamingBody) -> bool:
+    """Every byte of the body written, and none left in this host's queues."""
+    transport: asyncio.Transport | None = getattr(body.writer, "transport", None)
+    if not body.written or transport is None:
+        return False
+    return transport.get_write_buffer_size() == 0 and _kernel_queue(transport) == 0
+
+
 class _StallGuard:
     """Stalled means no byte moved for ``timeout`` seconds, not "a chunk took that long".
 
     The client's DeadlineWatch cancels the PUT at ``timeout`` after the last progress seen;
     a check every quarter of ``timeout`` pushes that deadline back whenever bytes moved.
+    Once the whole body is delivered (written, and out of the kernel's send queue) nothing
+    more can move: the last bytes may sit acknowledged in a slow reader's buffer for long,
+    so from then on the wait for the answer is bounded by ``answer`` (the attempt timeout),
+    not by the stall timeout.
     """
 
     def __init__(
@@ -114,14 +128,24 @@ class _StallGuard:
         task: asyncio.Task[object],
         timeout: float,
         body: _Bytes | StreamingBody,
+        answer: float | None,
     ) -> None:
         self._watch, self._task, self._timeout, self._body = watch, task, timeout, body
+        self._answer = answer
         self._loop = asyncio.get_running_loop()
         self._seen = -1
         self._handle: asyncio.TimerHandle | None = None
+        self.delivered = False
         self._check()
 
     def _check(self) -> None:
+        if _all_delivered(self._body):
+            self.delivered, self._handle = True, None
+            if self._answer is None:
+                self._watch.release(self._task)
+            else:
+                self._watch.watch(self._task, self._loop.time() + self._answer)
+            return
         moved = _delivered(self._body.writer)
         if moved != self._seen:
             self._seen = moved
@@ -153,8 +177,10 @@ class Storage:
         connect_timeout: float | None,
         stall_timeout: float,
         deadlines: Callable[[], DeadlineWatch],
+        answer_timeout: float | None = None,
     ) -> None:
         self._max_concurrent = max_concurrent
+        self.answer_timeout = answer_timeout  # the wait for storage's answer once all is sent
         self._connect_timeout = connect_timeout
         self.stall_timeout = stall_timeout
         self._deadlines = deadlines
@@ -222,7 +248,7 @@ class Storage:
             )
         failure: Exception | None = None
         async with slots:
-            guard = _StallGuard(watch, task, self.stall_timeout, body)
+            guard = _StallGuard(watch, task, self.stall_timeout, body, self.answer_timeout)
             try:
                 send = self._send
                 if self.telemetry is not None and self.telemetry.active():
@@ -233,7 +259,7 @@ class Storage:
             except asyncio.CancelledError:
                 if not watch.expired(task):
                     raise
-                failure = PutOutcome(self._stalled(source))
+                failure = PutOutcome(self._stalled(source, answering=guard.delivered))
             except Exception as exc:
                 failure = self._body_failure(body) or self._put_failed(exc, ticket)
             finally:
@@ -308,7 +334,13 @@ class Storage:
         detail = describe_foreign(exc, secret=ticket.upload_url)
         return PutOutcome(UploadError(f"storage PUT failed: {detail}", retryable=True))
 
-    def _stalled(self, source: Source) -> UploadError:
+    def _stalled(self, source: Source, *, answering: bool) -> UploadError:
+        if answering:
+            return UploadError(
+                f"{source.identity}: storage did not answer the PUT within "
+                f"{self.answer_timeout:g} s of receiving the whole body (the attempt timeout)",
+                retryable=True,
+            )
         return UploadError(
             f"{source.identity}: storage PUT stalled (no progress for {self.stall_timeout:g} s)",
             retryable=True,

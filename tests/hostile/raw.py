@@ -38,6 +38,8 @@ class RawServer:
     ``read_body=False``: never read the body at all (storage that stopped reading).
     ``rcvbuf``: the listening socket's receive buffer, so the kernel cannot hide either.
     ``tls``: serve HTTPS with this server context (see ``tls.py``).
+    ``answer_after``: seconds between reading the whole body and answering (a slow server);
+    None: never answer, until close().
     """
 
     def __init__(
@@ -48,8 +50,10 @@ class RawServer:
         read_body: bool = True,
         rcvbuf: int | None = None,
         tls: ssl.SSLContext | None = None,
+        answer_after: float | None = 0.0,
     ) -> None:
         self.answer = answer
+        self.answer_after = answer_after
         self.tls = tls
         self.rate = rate
         self.read_body = read_body
@@ -112,6 +116,11 @@ class RawServer:
             await self._closing.wait()  # never reads again, until close()
             return
         self.body_sizes.append(await self._read_body(reader, _content_length(head)))
+        if self.answer_after is None:
+            await self._closing.wait()
+            return
+        if self.answer_after:
+            await asyncio.sleep(self.answer_after)  # the slow server itself
         answer = self.answer(head) if callable(self.answer) else self.answer
         writer.write(answer)
         await writer.drain()

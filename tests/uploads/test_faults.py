@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from gateway_async import Gateway, UploadError
+from gateway_async import Gateway, Timeouts, UploadError
 from tests.conftest import TEST_KEY
 from tests.uploads.conftest import UploadServers, quick_retries, threads_left
 
@@ -149,6 +149,10 @@ async def test_file_changing_mid_upload_fails_without_complete(
     assert not threads_left("gateway-read")
 
 
+# More than loopback's socket buffers can hold: a storage that reads nothing stops it moving.
+UNDELIVERABLE = 32 * 1024 * 1024
+
+
 async def test_stalled_put_is_abandoned_and_retried(servers: UploadServers) -> None:
     """No progress for stall_timeout: the attempt is dropped and the next one succeeds."""
     servers.behaviours = ["hang"]
@@ -158,7 +162,7 @@ async def test_stalled_put_is_abandoned_and_retried(servers: UploadServers) -> N
         retry=quick_retries(),
         upload_stall_timeout=0.3,
     ) as gw:
-        ref = await gw.media.upload(b"small body that fits in the socket buffer")
+        ref = await gw.media.upload(bytes(UNDELIVERABLE))
     assert ref.media_ref == "mref_upl_1"
     assert len(servers.puts) == 1
 
@@ -170,6 +174,24 @@ async def test_stall_without_retries_is_a_clear_error(servers: UploadServers) ->
         api_key=TEST_KEY, base_url=servers.api_url, max_retries=0, upload_stall_timeout=0.2
     ) as gw:
         with pytest.raises(UploadError, match="stalled") as info:
+            await gw.media.upload(bytes(UNDELIVERABLE))
+    assert info.value.retryable
+
+
+async def test_a_small_body_waiting_for_its_answer_is_bounded_by_the_attempt_timeout(
+    servers: UploadServers,
+) -> None:
+    """A body delivered whole (it fits in the socket buffers) is not stalled: storage owes
+    an answer, and the attempt timeout bounds that wait (defect 9 of issue #20)."""
+    servers.behaviours = ["hang"]
+    async with Gateway(
+        api_key=TEST_KEY,
+        base_url=servers.api_url,
+        max_retries=0,
+        upload_stall_timeout=0.2,
+        timeout=Timeouts(attempt=0.4),
+    ) as gw:
+        with pytest.raises(UploadError, match="did not answer the PUT") as info:
             await gw.media.upload(b"x")
     assert info.value.retryable
 

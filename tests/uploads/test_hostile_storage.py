@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from gateway_async import Gateway, UploadError
+from gateway_async import Gateway, Timeouts, UploadError
 from tests.conftest import TEST_KEY
 from tests.hostile.raw import InThread, RawServer
 from tests.hostile.tls import contexts
@@ -129,13 +129,16 @@ async def slow_storage(
     HTTPS with a certificate the client is made to trust."""
     peers: list[InThread] = []
 
-    async def start(*, tls: bool = False, **options: Any) -> RawServer:
+    async def start(
+        *, tls: bool = False, default_buffers: bool = False, **options: Any
+    ) -> RawServer:
         server_tls = None
         if tls:
             server_tls, client_tls = contexts(tmp_path)
             connector = functools.partial(aiohttp.TCPConnector, ssl=client_tls)
             monkeypatch.setattr(aiohttp, "TCPConnector", connector)
-        peers.append(InThread(RawServer(OK, rcvbuf=16 * KIB, tls=server_tls, **options)))
+        rcvbuf = None if default_buffers else 16 * KIB
+        peers.append(InThread(RawServer(OK, rcvbuf=rcvbuf, tls=server_tls, **options)))
         raw = await peers[-1].start()
         servers.storage_url = raw.url
         return raw
@@ -163,6 +166,45 @@ async def test_a_slow_but_steady_storage_is_not_stalled(
     assert ref.media_ref == "mref_upl_1"
     assert raw.body_sizes == [len(data)]
     assert raw.url.startswith("https" if kind.endswith("TLS") else "http:")
+
+
+@pytest.mark.parametrize(
+    "storage",
+    [{"rate": 256 * KIB}, {"answer_after": 4 * STALL}],
+    ids=["steady 256 KiB/s, default buffers", "slow answer"],
+)
+async def test_once_the_body_is_delivered_the_wait_for_the_answer_is_not_a_stall(
+    servers: UploadServers, slow_storage: Callable[..., Awaitable[RawServer]], storage: Any
+) -> None:
+    """Issue #20, defect 9: the last bytes sit acknowledged in storage's buffers (or storage
+    thinks) for longer than the stall timeout; nothing can move any more, so the attempt
+    timeout (120 s by default), not the stall watchdog, bounds the wait for the answer."""
+    raw = await slow_storage(default_buffers=True, **storage)
+    data = os.urandom(640 * KIB)
+    expect_put_of(servers, data)
+    async with client(servers, stall=STALL) as gw:
+        ref = await gw.media.upload(_chunks(data, 64 * KIB), size=len(data))
+    assert ref.media_ref == "mref_upl_1"
+    assert raw.body_sizes == [len(data)]
+
+
+async def test_the_attempt_timeout_bounds_the_wait_for_storage_to_answer(
+    servers: UploadServers, slow_storage: Callable[..., Awaitable[RawServer]]
+) -> None:
+    """A storage that reads everything and never answers fails the attempt at its timeout."""
+    await slow_storage(answer_after=None)
+    gw = Gateway(
+        api_key=TEST_KEY,
+        base_url=servers.api_url,
+        retry=quick_retries(0),
+        upload_stall_timeout=60.0,
+        timeout=Timeouts(attempt=STALL),
+    )
+    async with gw:
+        with pytest.raises(UploadError, match=r"did not answer the PUT within 0\.5 s") as info:
+            await gw.media.upload(os.urandom(64 * KIB))
+    assert info.value.retryable
+    assert servers.completes == []
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
