@@ -35,7 +35,6 @@ from ._errors import (
 from ._identity import idempotency_key
 from ._retry import RetryPolicy
 from ._telemetry import RequestInfo, ResponseInfo
-from ._upload.engine import UploadProgress
 from ._version import __version__
 from .models import (
     MarketplaceModel,
@@ -50,6 +49,7 @@ from .models import (
 )
 
 if TYPE_CHECKING:
+    from ._upload.engine import UploadProgress
     from .pipeline import (
         BudgetExhaustedError,
         Ingest,
@@ -60,25 +60,28 @@ if TYPE_CHECKING:
         JournalLockedError,
     )
 
-# Imported on first use: the pipeline pulls in sqlite3, which a plain client never needs.
-_PIPELINE_NAMES = frozenset(
-    {
-        "BudgetExhaustedError",
-        "Ingest",
-        "IngestEvent",
-        "IngestItem",
-        "IngestSummary",
-        "Journal",
-        "JournalLockedError",
-    }
-)
+# Imported on first use, from the module that defines them: the pipeline and the upload
+# machinery pull in sqlite3, threads and file I/O, which a client that only runs models
+# never needs (tests/core/test_public_api.py keeps `import gateway_async` light).
+_LAZY = {
+    "BudgetExhaustedError": "pipeline",
+    "Ingest": "pipeline",
+    "IngestEvent": "pipeline",
+    "IngestItem": "pipeline",
+    "IngestSummary": "pipeline",
+    "Journal": "pipeline",
+    "JournalLockedError": "pipeline",
+    "UploadProgress": "_upload.engine",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _PIPELINE_NAMES:
-        from . import pipeline
+    if name in _LAZY:
+        import importlib
 
-        return getattr(pipeline, name)
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # looked up once
+        return value
     raise AttributeError(f"module 'gateway_async' has no attribute {name!r}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterable, Iterable, Mapping
 from types import TracebackType
@@ -25,11 +26,14 @@ from ._logging import register_secret, unregister_secret
 from ._retry import RetryPolicy
 from ._telemetry import EventHooks, new_telemetry
 from ._transport import Transport
-from ._upload.storage import Storage
-from .resources import Billing, Marketplace, Media, Runs
+from .resources.billing import Billing
+from .resources.marketplace import Marketplace
+from .resources.runs import Runs
 
 if TYPE_CHECKING:
+    from ._upload.storage import Storage
     from .pipeline import Ingest, IngestOptions
+    from .resources.media import Media
 
 __all__ = ["Gateway"]
 
@@ -106,15 +110,29 @@ class Gateway:
         self.runs = Runs(self._transport)
         self.marketplace = Marketplace(self._transport)
         self.billing = Billing(self._transport)
-        self._storage = Storage(
+        self._stall_timeout = stall_timeout
+
+    @functools.cached_property
+    def media(self) -> Media:
+        """Uploads. Built on first use: the upload machinery (its own session, file
+        threads, the multipart journal's sqlite3) is imported only by clients that upload."""
+        from .resources.media import Media
+
+        return Media(self._transport, self._storage)
+
+    @functools.cached_property
+    def _storage(self) -> Storage:
+        from ._upload.storage import Storage
+
+        storage = Storage(
             max_concurrent=self.limits.max_concurrent_uploads,
             connect_timeout=self._transport.timeouts.connect,
-            stall_timeout=stall_timeout,
+            stall_timeout=self._stall_timeout,
             deadlines=self._transport.deadlines,
             answer_timeout=self._transport.timeouts.attempt,
         )
-        self._storage.telemetry = observer
-        self.media = Media(self._transport, self._storage)
+        storage.telemetry = self._transport.telemetry
+        return storage
 
     @property
     def timeouts(self) -> Timeouts:
@@ -142,7 +160,9 @@ class Gateway:
 
     async def aclose(self) -> None:
         """Close the sessions this client owns. Safe to call twice."""
-        await self._storage.aclose()
+        storage = self.__dict__.get("_storage")  # never built: nothing to close
+        if storage is not None:
+            await storage.aclose()
         await self._transport.aclose()
         if self._registered:
             self._registered = False

@@ -23,7 +23,7 @@ def _rfc3339(value: datetime, field: str) -> str:
         raise InvalidRequestError(f"{field}: {OUT_OF_UTC}", field=field)
     from .._convert import converter
 
-    return str(converter.unstructure(value))
+    return str(converter().unstructure(value))
 
 
 class Billing(Resource):

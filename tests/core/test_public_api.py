@@ -32,6 +32,60 @@ def test_import_loads_no_cli_emulator_or_test_modules() -> None:
     assert out.stdout.strip() == ""
 
 
+# What `import gateway_async` must leave for the first call that needs it: the converter's
+# cattrs, the upload machinery (its threads, aiofiles, the multipart journal's sqlite3), the
+# pipeline. Each is imported on first use (issue 25: import within 1.10 x `import aiohttp`).
+DEFERRED = (
+    "cattrs",
+    "sqlite3",
+    "aiofiles",
+    "concurrent.futures.thread",
+    "gateway_async._upload",
+    "gateway_async.resources.media",
+    "gateway_async.pipeline",
+    "gateway_async._pipeline",
+    "gateway_async._journal",
+)
+
+
+def _loaded_after(code: str, deferred: tuple[str, ...] = DEFERRED) -> list[str]:
+    """The ``deferred`` modules a fresh interpreter has loaded after running ``code``."""
+    probe = (
+        f"import sys\n{code}\nprint(','.join(m for m in sys.modules if m.startswith({deferred!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return [m for m in out.stdout.strip().split(",") if m]
+
+
+def test_import_defers_what_only_a_call_needs() -> None:
+    """A bare import, and a Gateway built and closed without a call, load none of them
+    (nor, on import, OpenTelemetry: the first Gateway imports it when installed)."""
+    assert _loaded_after("import gateway_async", (*DEFERRED, "opentelemetry")) == []
+    closed = (
+        "import asyncio, gateway_async\n"
+        "async def main():\n"
+        "    async with gateway_async.Gateway(api_key='k', base_url='http://127.0.0.1:9'):\n"
+        "        pass\n"
+        "asyncio.run(main())"
+    )
+    assert _loaded_after(closed) == []
+
+
+def test_deferred_names_load_on_first_use() -> None:
+    """`from gateway_async import X` works for every public name, lazy ones included, in a
+    fresh process; the upload machinery arrives with `gw.media`, not before."""
+    names = ", ".join(gateway_async.__all__)
+    assert "gateway_async._upload.engine" in _loaded_after(f"from gateway_async import {names}")
+    media = (
+        "import gateway_async\n"
+        "gw = gateway_async.Gateway(api_key='k', base_url='http://127.0.0.1:9')\n"
+        "assert type(gw.media).__name__ == 'Media' and gw.media is gw.media"
+    )
+    loaded = _loaded_after(media)
+    assert "gateway_async.resources.media" in loaded
+    assert "cattrs" not in loaded  # the converter waits for the first answer
+
+
 def test_version_is_a_string() -> None:
     """__version__ is exposed for bug reports and the User-Agent."""
     assert isinstance(gateway_async.__version__, str)
