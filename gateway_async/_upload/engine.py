@@ -14,21 +14,27 @@ never corrupt or duplicate.
   (a Ray task, a restarted worker) replays the same ``upload_id`` and ``media_ref``
   instead of creating a second upload. Without one, each call gets a fresh random key.
 - An init answered with ``parts`` (contract version 2) hands over to ``multipart.py``.
+- With a ``job`` the upload is named by its content: the source is hashed before ``init``
+  (from the very bytes sent when it is read whole, else with one extra read that the PUT's
+  own hash must match), ``init`` declares that sha256, and every key derives from
+  ``idempotency_key(job, ...)`` of it. A version-3 server that already holds the content
+  answers ``200`` with the finished upload (nothing is sent); a replayed ``init`` names the
+  first upload, which, once completed, ``complete`` replays without sending bytes again.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
+from .. import _identity
 from .._convert import structure
-from .._errors import UploadError, UploadExpiredError, detached
+from .._errors import NotFoundError, UploadError, UploadExpiredError, detached
 from .._transport import Transport
 from ..models import MediaRef, UploadTicket
-from .multipart import Multipart
+from .multipart import Multipart, upload_status
 from .parts import MultipartTicket, structure_ticket
 from .resume import ResumeJournal
 from .sources import Source
@@ -51,18 +57,37 @@ ProgressCallback = Callable[[UploadProgress], Any]
 
 
 def _derived_key(key: str | None, purpose: str) -> str | None:
-    """The key of one call of an upload: a hash, so it stays within 255 characters, and
-    distinct per call (init, each re-init, complete per upload_id) since the Gateway
-    answers 409 to one key sent with two different bodies."""
+    """The key of one call of an upload, through the one key function: distinct per call
+    (init, each re-init, complete per upload_id) since the Gateway answers 409 to one key
+    sent with two different bodies."""
     if key is None:
         return None
-    return hashlib.sha256(f"{key}\n{purpose}".encode()).hexdigest()
+    return _identity.idempotency_key(key, purpose)
+
+
+class ContentHeld(Exception):
+    """Internal: ``init`` answered that the workspace already holds this content (v3)."""
+
+    def __init__(self, media: MediaRef) -> None:
+        super().__init__(media.media_ref)
+        self.media = media
 
 
 async def _init(
-    transport: Transport, source: Source, timeout: Any, idempotency_key: str | None
-) -> UploadTicket | MultipartTicket:
-    body = {"filename": source.filename, "content_type": source.content_type, "size": source.size}
+    transport: Transport,
+    source: Source,
+    timeout: Any,
+    idempotency_key: str | None,
+    sha256: str | None,
+) -> tuple[UploadTicket | MultipartTicket, bool]:
+    """A ticket, and whether it is the replay of a first ``init`` under this key."""
+    body: dict[str, Any] = {
+        "filename": source.filename,
+        "content_type": source.content_type,
+        "size": source.size,
+    }
+    if sha256 is not None:
+        body["sha256"] = sha256
     reply = await transport.request(
         "POST",
         "/api/media/upload/init",
@@ -70,7 +95,9 @@ async def _init(
         idempotency_key=idempotency_key,
         timeout=timeout,
     )
-    return structure_ticket(reply.data, reply.request_id)
+    if reply.status == 200 and isinstance(reply.data, dict) and "media_ref" in reply.data:
+        raise ContentHeld(structure(reply.data, MediaRef, request_id=reply.request_id))
+    return structure_ticket(reply.data, reply.request_id), reply.replayed
 
 
 async def _complete(
@@ -109,19 +136,46 @@ class _Upload:
         idempotency_key: str | None,
         part_concurrency: int,
         journal: ResumeJournal | None,
+        job: str | None,
     ) -> None:
         self.transport, self.storage, self.source = transport, storage, source
         self.checksum, self.timeout = checksum, timeout
         self.on_progress, self.index = on_progress, index
         self.part_concurrency, self.journal = part_concurrency, journal
         self.reinit_left = 1
-        self.key, self.inits = idempotency_key, 0
+        self.key, self.inits, self.job = idempotency_key, 0, job
+        self.sha256: str | None = None  # known before init with a job: declared, then checked
+        self.replayed = False  # the last init replayed a first answer under its key
 
     async def init(self) -> UploadTicket | MultipartTicket:
-        """``POST /api/media/upload/init``: one URL or, above the server's limit, parts."""
+        """``POST /api/media/upload/init``: one URL or, above the server's limit, parts
+        (``ContentHeld`` when the workspace already holds the declared content)."""
         key = _derived_key(self.key, f"init {self.inits}")
         self.inits += 1
-        return await _init(self.transport, self.source, self.timeout, key)
+        ticket, self.replayed = await _init(
+            self.transport, self.source, self.timeout, key, self.sha256
+        )
+        return ticket
+
+    async def _identify(self, job: str) -> None:
+        """Name the upload by its content: hash it, and derive its key from the job, the
+        content and the exact ``init`` body (a key covers one body: the name and type too)."""
+        source = self.source
+        self.sha256 = await source.content_sha256()
+        material = {
+            "upload": {"sha256": self.sha256, "size": source.size},
+            "init": {"filename": source.filename, "content_type": source.content_type},
+        }
+        self.key = _identity.idempotency_key(job, material)
+
+    def _check_sent(self, digest: str | None) -> None:
+        """The PUT sent the content the identity was made of, or the upload fails here."""
+        if self.sha256 is not None and digest is not None and digest != self.sha256:
+            raise UploadError(
+                f"{self.source.identity}: the content changed while it was read (sha256 "
+                f"{self.sha256[:12]}... before the upload, {digest[:12]}... as sent); the "
+                "upload was not completed"
+            )
 
     def derived_key(self, purpose: str) -> str | None:
         """The key of one call of this upload (None without the caller's key)."""
@@ -148,6 +202,14 @@ class _Upload:
             )
 
     async def run(self) -> MediaRef:
+        if self.job is not None:
+            await self._identify(self.job)
+        try:
+            return await self._run()
+        except ContentHeld as held:  # version 3: nothing to send
+            return held.media
+
+    async def _run(self) -> MediaRef:
         multipart = Multipart(self)
         resumed = await multipart.resume()
         if resumed is not None:
@@ -156,12 +218,30 @@ class _Upload:
         if isinstance(first, MultipartTicket):
             return await multipart.upload(first)
         ticket = first
+        if self.replayed and self.sha256 is not None:
+            done = await self._completed_before(ticket)
+            if done is not None:
+                return done
         while True:
             ticket, digest = await self._put_until_stored(ticket)
+            self._check_sent(digest)
             try:
                 return await _complete(self.transport, ticket, digest, self.timeout, self.key)
             except UploadExpiredError:
                 ticket = await self._reinit(UploadExpiredError)
+
+    async def _completed_before(self, ticket: UploadTicket) -> MediaRef | None:
+        """A replayed ``init`` names the first upload under this key, which may have been
+        completed since (by another process, on another machine): then ``complete`` under
+        its derived key replays the ``media_ref``, and no byte is sent again. None when it
+        is still pending, or the server has no status listing (version 1)."""
+        try:
+            status = await upload_status(self.transport, ticket.upload_id, self.timeout)
+        except NotFoundError:
+            return None
+        if status.status != "completed":
+            return None
+        return await _complete(self.transport, ticket, self.sha256, self.timeout, self.key)
 
     async def _reinit(self, cause: type[Exception] | int) -> UploadTicket:
         if self.reinit_left == 0:
@@ -210,8 +290,10 @@ async def upload_source(
     idempotency_key: str | None = None,
     part_concurrency: int = 4,
     journal: ResumeJournal | None = None,
+    job: str | None = None,
 ) -> MediaRef:
-    """Upload one prepared source and return its MediaRef."""
+    """Upload one prepared source and return its MediaRef (named by its content with a
+    ``job``: see the module's docstring)."""
     upload = _Upload(
         transport,
         storage,
@@ -223,5 +305,6 @@ async def upload_source(
         idempotency_key=idempotency_key,
         part_concurrency=part_concurrency,
         journal=journal,
+        job=job,
     )
     return await upload.run()

@@ -34,7 +34,7 @@ from .._errors import (
     UploadError,
     UploadExpiredError,
 )
-from .._transport import Transport
+from .._transport import Transport, segment
 from ..models import MediaRef, UploadTicket
 from .parts import (
     MultipartTicket,
@@ -54,7 +54,7 @@ from .resume import Resumable, ResumeJournal, resume_key
 from .sources import Source
 from .storage import PutOutcome, Storage, TicketRefused
 
-__all__ = ["Multipart", "UploadContext", "check_part_concurrency"]
+__all__ = ["Multipart", "UploadContext", "check_part_concurrency", "upload_status"]
 
 _REFRESHES_PER_PART = 2
 _FRESH_INITS = 1
@@ -182,10 +182,14 @@ class Multipart:
         return ticket
 
     async def _status(self, upload_id: str) -> UploadStatus:
-        reply = await self.ctx.transport.request(
-            "GET", f"/api/media/upload/{upload_id}", timeout=self.ctx.timeout
-        )
-        return structure(reply.data, UploadStatus, request_id=reply.request_id)
+        return await upload_status(self.ctx.transport, upload_id, self.ctx.timeout)
+
+
+async def upload_status(transport: Transport, upload_id: str, timeout: Any) -> UploadStatus:
+    """``GET /api/media/upload/{upload_id}``: whether it completed, and the parts held."""
+    path = f"/api/media/upload/{segment(upload_id, field='upload_id')}"
+    reply = await transport.request("GET", path, timeout=timeout)
+    return structure(reply.data, UploadStatus, request_id=reply.request_id)
 
 
 class _Attempt:

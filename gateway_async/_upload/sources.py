@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import mimetypes
 import os
 from collections.abc import AsyncGenerator, AsyncIterable
@@ -148,6 +149,26 @@ class Source:
         elif isinstance(self._sha256, asyncio.Future):
             self._sha256 = await self._sha256
         return self._sha256
+
+    async def content_sha256(self) -> str:
+        """The sha256 of the whole content before the upload starts (an identity needs it
+        before ``init``). A whole source is hashed from the very bytes its PUT sends; a
+        larger one costs one extra read, and its PUT hashes what it sends again, so a
+        source that changes in between fails instead of sending other bytes under this
+        identity. A stream cannot be read twice and has no identity before it is sent."""
+        if self.whole:
+            return await self.sha256()
+        if not self.rewindable:
+            raise _bad(
+                "an async iterable cannot be hashed before it is sent, and job= names an "
+                "upload by its content; pass a path, bytes or a seekable file, or drop job=",
+                "job",
+            )
+        hasher = hashlib.sha256()
+        async with contextlib.aclosing(self._chunks(hasher)) as chunks:
+            async for _ in chunks:
+                pass
+        return hasher.hexdigest()
 
     async def chunks(self, hasher: Hasher | None = None) -> Chunks:
         """The source's bytes in chunks of at most CHUNK_SIZE, from byte 0, each folded

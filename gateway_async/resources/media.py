@@ -16,6 +16,7 @@ from .._errors import (
     InvalidRequestError,
     PermissionDeniedError,
 )
+from .._identity import check_job
 from .._telemetry import Attributes
 from .._transport import Transport
 from .._upload.engine import ProgressCallback, upload_source
@@ -40,6 +41,27 @@ def _check_progress(on_progress: object) -> None:
             f"on_progress: expected callable(UploadProgress) or None, got "
             f"{type(on_progress).__name__}",
             field="on_progress",
+        )
+
+
+def _check_identity(job: str | None, idempotency_key: str | None, checksum: bool) -> None:
+    """A key stands for one content only if the content is hashed: refuse what would let
+    one key name two contents (a later upload of other bytes under it would get the first
+    upload's media_ref back), before any request."""
+    if job is not None:
+        check_job(job)
+        if idempotency_key is not None:
+            raise InvalidRequestError(
+                "pass job= (keys derived from the content) or idempotency_key=, not both",
+                field="idempotency_key",
+            )
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
+    if not checksum and (job is not None or idempotency_key is not None):
+        raise InvalidRequestError(
+            "checksum: an upload named by a job or an idempotency_key must be hashed, or one "
+            "key could name two contents; drop checksum=False",
+            field="checksum",
         )
 
 
@@ -80,6 +102,7 @@ class Media(Resource):
         idempotency_key: str | None = None,
         part_concurrency: int = 4,
         journal: JournalArg | None = None,
+        job: str | None = None,
     ) -> MediaRef:
         """Upload one source: a path, bytes, a seekable binary file, or an async iterable
         of bytes with ``size=``. Bad input raises InvalidRequestError before any request.
@@ -94,9 +117,12 @@ class Media(Resource):
         server splits a large file into parts, ``part_concurrency`` of them go at once
         (within the client's PUT bound); with ``journal`` (an SQLite file's path) a path
         source's multipart upload resumes after a crash, sending only the missing parts.
+        ``job`` names the upload by its content instead: the source is hashed first, and
+        every process that uploads the same bytes in that job sends the same keys; a server
+        that already holds the content (contract version 3) answers without any byte sent.
+        An idempotency key needs ``checksum=True`` (it must name one content).
         """
-        if idempotency_key is not None:
-            check_idempotency_key(idempotency_key)
+        _check_identity(job, idempotency_key, checksum)
         check_part_concurrency(part_concurrency)
         _check_progress(on_progress)
         resume = None if journal is None else ResumeJournal.at(journal)
@@ -112,6 +138,7 @@ class Media(Resource):
                 idempotency_key=idempotency_key,
                 part_concurrency=part_concurrency,
                 journal=resume,
+                job=job,
             )
 
     @traced("gateway.media.upload_many")
@@ -124,6 +151,7 @@ class Media(Resource):
         on_progress: ProgressCallback | None = None,
         part_concurrency: int = 4,
         timeout: CallTimeout | NotGiven = NOT_GIVEN,
+        job: str | None = None,
     ) -> list[MediaRef | GatewayError]:
         """Upload many sources, at most ``concurrency`` at once; results in input order.
 
@@ -131,8 +159,11 @@ class Media(Resource):
         stops the others, but 401/402/403 stop new uploads (the rest: NotAttemptedError).
         ``sources`` is consumed lazily, so memory does not grow with its length.
         ``part_concurrency`` bounds the parts in flight per file (see ``upload``). An
-        explicit ``timeout`` bounds each file's whole upload (see ``upload``).
+        explicit ``timeout`` bounds each file's whole upload (see ``upload``). With ``job``
+        each file is named by its content (see ``upload``): rerunning the job anywhere sends
+        no bytes the workspace already holds.
         """
+        _check_identity(job, None, checksum)
         check_part_concurrency(part_concurrency)
         _check_progress(on_progress)
 
@@ -144,6 +175,7 @@ class Media(Resource):
                 timeout=timeout,
                 index=index,
                 part_concurrency=part_concurrency,
+                job=job,
             )
 
         return await run_batch(sources, one, concurrency=concurrency, dooming=_DOOMING)
@@ -163,6 +195,7 @@ class Media(Resource):
         idempotency_key: str | None = None,
         part_concurrency: int = 4,
         journal: ResumeJournal | None = None,
+        job: str | None = None,
     ) -> MediaRef:
         total = _total(timeout)  # checked first: a bad timeout sends nothing
         bound = asyncio.timeout(total)  # None: no bound
@@ -188,6 +221,7 @@ class Media(Resource):
                     idempotency_key=idempotency_key,
                     part_concurrency=part_concurrency,
                     journal=journal,
+                    job=job,
                 )
         except TimeoutError:
             if not bound.expired():
