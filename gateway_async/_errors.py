@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 __all__ = [
     "APIConnectionError",
@@ -55,13 +55,22 @@ __all__ = [
     "UploadExpiredError",
     "detached",
     "error_from_response",
+    "executed_outcome",
+    "mark_unknown",
 ]
 
 _E = TypeVar("_E", bound=BaseException)
 
 
 class GatewayError(Exception):
-    """Base class of every error this SDK raises on purpose."""
+    """Base class of every error this SDK raises on purpose.
+
+    ``after_unknown_attempt`` is True when an earlier attempt of the same call may have
+    executed (a reset, a timeout, a 5xx): whatever this error says, the call's outcome is
+    unknown (see ``executed_outcome``).
+    """
+
+    after_unknown_attempt: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -285,3 +294,32 @@ def detached(error: _E) -> _E:
     error.__context__ = None
     error.__suppress_context__ = False
     return error
+
+
+Outcome = Literal["executed", "not executed", "unknown"]
+
+
+def executed_outcome(error: BaseException) -> Outcome:
+    """The one outcome rule for a call that ended in ``error`` (the budget, the journal and
+    the item all use it): *not executed* only for a refusal before the request, or an answer
+    that proves nothing ran (a 4xx other than 409, to a call no earlier attempt of which may
+    have reached the Gateway); *unknown* for everything else (reset, timeout, 5xx, 409, and
+    any answer to a retry of a possibly executed call other than its replayed reply).
+    Unknown counts as spent, and keeps its key and body."""
+    if isinstance(error, InvalidRequestError | NotAttemptedError):
+        return "not executed"
+    if not isinstance(error, GatewayError) or error.after_unknown_attempt:
+        return "unknown"
+    if isinstance(error, APIStatusError):
+        proves = error.status_code < 500 and not isinstance(error, ConflictError)
+        return "not executed" if proves else "unknown"
+    return "unknown"
+
+
+def mark_unknown(error: GatewayError) -> None:
+    """Mark ``error`` as the last answer of a call an earlier attempt of which may have
+    executed, and say so in its message (it must never suggest that nothing ran)."""
+    if not error.after_unknown_attempt:
+        error.after_unknown_attempt = True
+        error.message += " (an earlier attempt of this call may have executed: outcome unknown)"
+        error.args = (error.message, *error.args[1:])

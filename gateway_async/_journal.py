@@ -32,7 +32,7 @@ from typing import Final, Protocol, TypeVar
 
 import attrs
 
-from ._errors import APIStatusError, ConflictError, GatewayError, RateLimitError
+from ._errors import GatewayError, RateLimitError, executed_outcome
 from .models import MediaRef, Run
 
 __all__ = ["Intent", "Journal", "JournalLockedError", "Recall", "never_executed", "settled_state"]
@@ -123,12 +123,9 @@ class Recall:
 
 
 def never_executed(error: BaseException) -> bool:
-    """A definite refusal: a 4xx answer, except 409 (a run with this key may exist)."""
-    return (
-        isinstance(error, APIStatusError)
-        and error.status_code < 500
-        and not isinstance(error, ConflictError)
-    )
+    """The one outcome rule (``executed_outcome``): a refusal before the request, or an
+    answer that proves nothing ran, to a call no earlier attempt of which may have run."""
+    return executed_outcome(error) == "not executed"
 
 
 def settled_state(outcome: Run | BaseException) -> str | None:

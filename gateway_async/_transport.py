@@ -38,6 +38,8 @@ from ._errors import (
     RateLimitError,
     detached,
     error_from_response,
+    executed_outcome,
+    mark_unknown,
 )
 from ._logging import logger
 from ._retry import RetryPolicy, parse_retry_after
@@ -275,6 +277,7 @@ class Transport:
         retry = 0
         last_error: GatewayError | None = None
         observer = self.telemetry
+        unknown = False  # an attempt may have executed, and its answer was never seen
         while True:
             if self._pause_until and self._pause_until > loop.time():
                 await self._sleep_within(self._pause_until - loop.time(), deadline, last_error)
@@ -303,6 +306,9 @@ class Transport:
                     self._watch.release(task)
             except _RetryableError as failure:
                 last_error = failure.error
+                if unknown and method != "GET":
+                    mark_unknown(failure.error)  # a retry's answer cannot tell what ran before
+                unknown = unknown or executed_outcome(failure.error) == "unknown"
                 delay = policy.delay(retry, failure.retry_after)
                 if delay is None:
                     raise failure.error from None
@@ -317,6 +323,10 @@ class Transport:
                     self.pause(delay)
                     continue
                 await self._sleep_within(delay, deadline, failure.error)
+            except GatewayError as answer:  # a final answer (a 4xx) to this attempt
+                if unknown and method != "GET":
+                    mark_unknown(answer)
+                raise
 
     def _resolve_timeouts(self, timeout: float | Timeouts | NotGiven | None) -> Timeouts:
         if isinstance(timeout, NotGiven):
