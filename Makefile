@@ -35,8 +35,22 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.run_all
 
-demo: $(STAMP)
-	$(BIN)/gateway-async demo --media examples/media
+# The demo needs only the core and [cli]: a small venv of its own (no Ray, moto, mypy...),
+# with the dependencies read from pyproject.toml and the package run from the source tree.
+DEMO_VENV := .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed
+DEMO_DEPS := import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	print("\n".join(p["dependencies"] + p["optional-dependencies"]["cli"]))
+
+$(DEMO_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -c '$(DEMO_DEPS)' > $(DEMO_VENV)/requirements.txt
+	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r $(DEMO_VENV)/requirements.txt
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/python -m gateway_async demo --media examples/media
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_VENV) .mypy_cache .pytest_cache .ruff_cache
