@@ -45,7 +45,7 @@ DEMO_DEPS := import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["pro
 $(DEMO_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(DEMO_VENV)
 	$(DEMO_VENV)/bin/python -c '$(DEMO_DEPS)' > $(DEMO_VENV)/requirements.txt
-	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	$(DEMO_VENV)/bin/python -m pip install --quiet --no-compile --disable-pip-version-check \
 		-r $(DEMO_VENV)/requirements.txt
 	touch $(DEMO_STAMP)
 
