@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 from ._errors import GatewayError, InvalidRequestError, NotAttemptedError
 
-__all__ = ["check_concurrency", "run_batch"]
+__all__ = ["check_concurrency", "check_many", "run_batch"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -25,6 +26,19 @@ def check_concurrency(concurrency: object) -> int:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidRequestError("concurrency: must be a positive integer", field="concurrency")
     return concurrency
+
+
+def check_many(items: object, field: str, one: str, what: str = "sources") -> None:
+    """Refuse one source where many are expected: a ``str``, ``bytes`` or ``Path`` is
+    iterable (or looks like a one-item batch) and would be sent character by character,
+    byte by byte, or not at all. ``one`` names the call that takes a single item."""
+    single = (str, bytes, bytearray, memoryview, os.PathLike)
+    if isinstance(items, single):
+        raise InvalidRequestError(
+            f"{field}: expected an iterable of {what}, got one {type(items).__name__} "
+            f"({items!r:.60}); pass a list, e.g. {field}=[{items!r:.40}], or use {one}",
+            field=field,
+        )
 
 
 def _not_attempted(doom: GatewayError) -> NotAttemptedError:

@@ -18,6 +18,7 @@ from ._config import (
     Limits,
     NotGiven,
     Timeouts,
+    call_timeouts,
     finite_seconds,
     parse_base_url,
 )
@@ -36,14 +37,6 @@ if TYPE_CHECKING:
     from .resources.media import Media
 
 __all__ = ["Gateway"]
-
-
-def _timeouts(timeout: float | Timeouts | NotGiven | None) -> Timeouts:
-    if isinstance(timeout, NotGiven):
-        return Timeouts()
-    if isinstance(timeout, Timeouts):
-        return timeout
-    return Timeouts(total=timeout)
 
 
 class Gateway:
@@ -99,7 +92,7 @@ class Gateway:
         self._transport = Transport(
             base_url=self.base_url,
             credentials=self._credentials,
-            timeouts=_timeouts(timeout),
+            timeouts=call_timeouts(Timeouts(), timeout),
             retry=policy,
             limits=self.limits,
             session=session,
@@ -107,8 +100,8 @@ class Gateway:
         )
         register_secret(self._credentials.secret)
         self._registered = True
-        self.runs = Runs(self._transport)
         self.marketplace = Marketplace(self._transport)
+        self.runs = Runs(self._transport, self.marketplace)
         self.billing = Billing(self._transport)
         self._stall_timeout = stall_timeout
 

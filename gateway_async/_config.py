@@ -80,6 +80,21 @@ class Timeouts:
     connect: float | None = attrs.field(default=10.0, validator=_positive_or_none)
 
 
+def call_timeouts(base: Timeouts, timeout: float | Timeouts | NotGiven | None) -> Timeouts:
+    """``base`` with a caller's ``timeout=`` applied: seconds (or None) replace the total.
+
+    A bad number is refused in the caller's words (``timeout``), not as the ``total`` field
+    of ``Timeouts`` it becomes.
+    """
+    if isinstance(timeout, NotGiven):
+        return base
+    if isinstance(timeout, Timeouts):
+        return timeout
+    if timeout is not None:
+        finite_seconds("timeout", timeout)
+    return attrs.evolve(base, total=timeout)
+
+
 def _positive_int(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigurationError(f"{attribute.name} must be a positive integer")

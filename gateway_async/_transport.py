@@ -24,7 +24,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from ._config import NOT_GIVEN, Credentials, Limits, NotGiven, Timeouts
+from ._config import NOT_GIVEN, Credentials, Limits, NotGiven, Timeouts, call_timeouts
 from ._convert import dumps
 from ._deadline import DeadlineWatch
 from ._errors import (
@@ -298,9 +298,8 @@ class Transport:
                     return await send(session, method, url, data, headers, params, connect)
                 except asyncio.CancelledError:
                     if self._watch.expired(task):
-                        raise _RetryableError(
-                            APITimeoutError(f"{method} {url.path} timed out")
-                        ) from None
+                        error = _timed_out(method, url.path, timeouts, due == deadline)
+                        raise _RetryableError(error) from None
                     raise
                 finally:
                     self._watch.release(task)
@@ -329,11 +328,7 @@ class Transport:
                 raise
 
     def _resolve_timeouts(self, timeout: float | Timeouts | NotGiven | None) -> Timeouts:
-        if isinstance(timeout, NotGiven):
-            return self.timeouts
-        if isinstance(timeout, Timeouts):
-            return timeout
-        return attrs.evolve(self.timeouts, total=timeout)
+        return call_timeouts(self.timeouts, timeout)
 
     async def _sleep_within(
         self, delay: float, deadline: float | None, error: GatewayError | None
@@ -547,6 +542,18 @@ def redact(text: str, secret: str | None) -> str:
     for leak in sorted((x for x in leaks if len(x) >= 6), key=len, reverse=True):
         text = text.replace(leak, "<redacted>")
     return text
+
+
+def _timed_out(method: str, path: str, timeouts: Timeouts, total: bool) -> APITimeoutError:
+    """Which deadline passed, how long it was, and the argument that changes it."""
+    if total:
+        bound = f"timeout={timeouts.total:g} s, the call's total deadline (every attempt)"
+    else:
+        bound = f"Timeouts(attempt={timeouts.attempt:g}) s, one attempt's bound"
+    return APITimeoutError(
+        f"{method} {path} timed out: no answer within {bound}; pass timeout=SECONDS (per client or "
+        "per call) to wait longer"
+    )
 
 
 def foreign_error(exc: BaseException, what: str, *, secret: str | None = None) -> GatewayError:

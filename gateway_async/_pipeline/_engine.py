@@ -39,6 +39,7 @@ from .._errors import (
     RateLimitError,
 )
 from .._journal import Intent, Journal, never_executed
+from .._schema import check_input
 from .._telemetry import Attributes
 from .._transport import new_idempotency_key
 from ..models import MediaRef, Run, RunRequest
@@ -56,6 +57,8 @@ __all__ = ["Ingest"]
 # ingest use the same model. Uploads are not refused per model, so 403 there is per item.
 _FATAL_UPLOAD: tuple[type[GatewayError], ...] = (AuthenticationError, InsufficientFundsError)
 _FATAL_RUN: tuple[type[GatewayError], ...] = (*_FATAL_UPLOAD, PermissionDeniedError)
+# What stands for the media in the check of a model's other required fields at setup.
+_PROBE = MediaRef(media_ref="mref_probe", size=0, content_type="application/octet-stream")
 _MAX_THROTTLED = 8  # 429s on one item (after the transport's own retries) before giving up
 
 
@@ -94,6 +97,7 @@ class Ingest:
         self._budget: SpendBudget | None = None
         self._journal: Journal | None = None
         self._input_field: str | None = None
+        self._schema: dict[str, Any] = {}
         self._engine: asyncio.Task[None] | None = None
         self._feeder: asyncio.Task[None] | None = None
         self._pulling = False
@@ -109,6 +113,15 @@ class Ingest:
         self._claims: dict[str, asyncio.Event] = {}
 
     # -- the caller's side -----------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        s = self._s
+        into = f" into {s.scope!r}" if s.scope is not None else ""
+        if self._engine is None:
+            state = "closed" if self._closed else "not started"
+        else:
+            state = "running" if not self._engine.done() else "ended"
+        return f"<Ingest {s.model} {s.mode}{into}, {state}: {self.summary}>"
 
     @property
     def summary(self) -> IngestSummary:
@@ -223,12 +236,15 @@ class Ingest:
 
     async def _setup(self) -> None:
         gw, s = self._gw, self._s
-        model = await gw.marketplace.get_model(s.model)
+        model = await gw.marketplace.cached_model(s.model)
         if s.mode not in model.modes:
             raise InvalidRequestError(
                 f"mode: {s.model} has modes {', '.join(model.modes)}, not {s.mode!r}", field="mode"
             )
         self._input_field = input_field_of(s, model)
+        self._schema = model.input_schema
+        if self._input_field is not None:  # e.g. a model that requires a second field
+            check_input({self._input_field: _PROBE}, self._schema, s.model)
         if s.max_spend is not None:
             wallet = await gw.billing.wallet()
             self._budget = SpendBudget(min(s.max_spend, wallet.balance), model.price_per_run)
@@ -503,11 +519,13 @@ class Ingest:
     def _request(self, work: _Work, idempotency_key: str | None) -> RunRequest:
         assert work.media is not None
         s = self._s
+        given = s.input_for(self._input_field, work.media, work.source)
+        check_input(given, self._schema, s.model)
         return RunRequest(
             model=s.model,
             mode=s.mode,
             scope=s.scope,
-            input=s.input_for(self._input_field, work.media, work.source),
+            input=given,
             params=s.params_for(work.source),
             idempotency_key=idempotency_key,
         )

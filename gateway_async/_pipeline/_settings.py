@@ -11,6 +11,7 @@ import attrs
 
 from .._errors import InvalidRequestError
 from .._journal import Journal
+from .._schema import media_field
 from ..models import MarketplaceModel, MediaRef
 from ._types import IngestEvent
 
@@ -63,6 +64,17 @@ def _check_journal(journal: object) -> None:
         )
 
 
+def _decimal_fix(value: object) -> str:
+    """Money is exact: say how to write the caller's own number as a Decimal."""
+    shown = (
+        str(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else "5"
+    )
+    return (
+        f"max_spend: expected a Decimal, got {type(value).__name__} {value!r:.40}; pass "
+        f'max_spend=Decimal("{shown:.40}") (from decimal import Decimal)'
+    )
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     """What to ingest into, and how hard to push."""
@@ -102,7 +114,7 @@ class Settings:
         if self.max_spend is not None and (
             not isinstance(self.max_spend, Decimal) or not self.max_spend.is_finite()
         ):
-            raise InvalidRequestError("max_spend: expected a Decimal", field="max_spend")
+            raise InvalidRequestError(_decimal_fix(self.max_spend), field="max_spend")
 
     @property
     def job(self) -> str:
@@ -126,18 +138,8 @@ class Settings:
 
 
 def input_field_of(settings: Settings, model: MarketplaceModel) -> str | None:
-    """The input field that takes the media_ref: given, or the model's only required one."""
-    if settings.input is not None or settings.input_field is not None:
-        return settings.input_field
-    schema = model.input_schema
-    required = schema.get("required")
-    properties = schema.get("properties")
-    if isinstance(required, list) and len(required) == 1 and isinstance(required[0], str):
-        return required[0]
-    if isinstance(properties, dict) and len(properties) == 1:
-        return str(next(iter(properties)))
-    raise InvalidRequestError(
-        f"input: cannot tell which input field of {model.slug} takes the media_ref; "
-        "pass input_field= or input=",
-        field="input",
-    )
+    """The input field that takes the media_ref (see ``_schema.media_field``); None when
+    ``input=`` builds the whole input. Refused here, before any upload is paid for."""
+    if settings.input is not None:
+        return None
+    return media_field(model.input_schema, model.slug, settings.input_field)

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from .._batch import check_many
 from .._errors import InvalidRequestError
 
 __all__ = ["Identity", "SourceReader", "file_sha256", "identify"]
@@ -80,6 +81,7 @@ class SourceReader:
     def __init__(self, sources: Iterable[Any] | AsyncIterable[Any]) -> None:
         self._async: AsyncIterator[Any] | None = None
         self._sync: Iterator[Any] | None = None
+        check_many(sources, "sources", "gw.media.upload() and gw.runs.create() for one")
         if isinstance(sources, AsyncIterable):
             self._async = aiter(sources)
         elif isinstance(sources, Iterable) and not isinstance(sources, str | bytes):

@@ -88,6 +88,17 @@ class IngestSummary:
     def finished(self) -> int:
         return self.skipped + self.succeeded + self.failed + self.not_run
 
+    def __str__(self) -> str:
+        """One line for people (``print(ingest.summary)``); ``repr`` keeps the fields."""
+        counts = f"{self.succeeded} succeeded, {self.failed} failed, {self.skipped} skipped"
+        if self.not_run:
+            counts += f", {self.not_run} not run"
+        stopped = f", stopped: {self.stopped}" if self.stopped else ""
+        return (
+            f"{counts} of {self.total} in {self.duration:.2f} s; {self.uploaded} uploaded "
+            f"({self.bytes} bytes), {self.reused} reused; {self.credits} credits{stopped}"
+        )
+
 
 @attrs.define
 class Tally:

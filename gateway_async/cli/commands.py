@@ -27,6 +27,7 @@ from .. import (
     Gateway,
     GatewayError,
     InsufficientFundsError,
+    InvalidRequestError,
     MarketplaceModel,
     MediaRef,
     PermissionDeniedError,
@@ -34,6 +35,7 @@ from .. import (
     RunRequest,
     UploadProgress,
 )
+from .. import _schema as schema
 from ..pipeline import Ingest, IngestEvent, IngestItem, IngestSummary
 from ._common import UsageError, on_interrupt, one_line
 from .output import Progress, compact, dump_json, human_bytes, jsonable, print_table
@@ -55,7 +57,6 @@ __all__ = [
 
 T = TypeVar("T")
 R = TypeVar("R")
-MEDIA_FORMAT = "media_ref"
 DOOMING = (AuthenticationError, PermissionDeniedError, InsufficientFundsError)
 
 
@@ -90,24 +91,18 @@ def _check_run(args: argparse.Namespace, mode: str) -> None:
 
 
 def media_field(model: MarketplaceModel, given: str | None) -> str:
-    """The input field that takes a media_ref; a UsageError for a model that takes none."""
-    properties = model.input_schema.get("properties")
-    if not isinstance(properties, dict) or not properties:
-        if given:
-            return given
-        raise UsageError(f"--model {model.slug} declares no media input: pass --input-field")
-    media = [name for name, spec in properties.items() if _is_media(spec)]
-    if given in media or (given is None and len(media) == 1):
-        return given or media[0]
-    takes = ", ".join(f"{name!r}" for name in properties)
+    """The input field that takes a media_ref (the SDK's rule, ``gw.ingest`` applies it
+    too); a UsageError in CLI words for a model that takes none."""
+    try:
+        return schema.media_field(model.input_schema, model.slug, given)
+    except InvalidRequestError:
+        if schema.media_fields(model.input_schema) or not model.input_schema.get("properties"):
+            raise  # main prints it in flag words (--input-field), exit 2
+    takes = ", ".join(f"{name!r}" for name in model.input_schema["properties"])
     raise UsageError(
         f"--model {model.slug} takes {takes}, not files: index files with a media model "
         "(e.g. demo-image-embed), or use `run --input` for text"
     )
-
-
-def _is_media(spec: object) -> bool:
-    return isinstance(spec, dict) and spec.get("format") == MEDIA_FORMAT
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -384,7 +379,7 @@ def _uploaded(
 
 async def index(gw: Gateway, args: argparse.Namespace) -> int:
     _check_run(args, args.mode)
-    model = await gw.marketplace.get_model(args.model)
+    model = await gw.marketplace.cached_model(args.model)
     field = media_field(model, args.input_field)
     files = await _files(args)
     gate = BudgetGate.of(args.max_spend, model.price_per_run)
@@ -429,7 +424,7 @@ async def search(gw: Gateway, args: argparse.Namespace) -> int:
     if args.text is not None:
         query: dict[str, Any] = {"text": args.text}
     else:
-        field = media_field(await gw.marketplace.get_model(args.model), None)
+        field = media_field(await gw.marketplace.cached_model(args.model), None)
         query = {field: await gw.media.upload(Path(args.file))}
     result = await gw.runs.create(
         model=args.model, mode="search", scope=args.scope, input=query, params=params

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from .._config import NOT_GIVEN, NotGiven
 from .._convert import structure
 from .._errors import APIResponseValidationError, InvalidRequestError
-from .._transport import segment
+from .._transport import Transport, segment
 from ..models import MarketplaceModel
 from ._base import CallTimeout, Resource, traced, traced_pages
 
@@ -17,7 +18,26 @@ __all__ = ["Marketplace"]
 class Marketplace(Resource):
     """Browse the marketplace."""
 
-    __slots__ = ()
+    __slots__ = ("_models",)
+
+    def __init__(self, transport: Transport) -> None:
+        super().__init__(transport)
+        self._models: dict[str, asyncio.Future[MarketplaceModel]] = {}
+
+    async def cached_model(self, slug: str) -> MarketplaceModel:
+        """``get_model(slug)`` once per client: what the SDK checks inputs against before
+        spending money (``gw.ingest``, a run whose input is not an object). Concurrent
+        callers share one request; a failed fetch is not cached."""
+        found = self._models.get(slug)
+        if found is None:
+            found = asyncio.ensure_future(self.get_model(slug))
+            self._models[slug] = found
+        try:
+            return await asyncio.shield(found)
+        except BaseException:
+            if found.done() and (found.cancelled() or found.exception() is not None):
+                self._models.pop(slug, None)
+            raise
 
     @traced_pages("gateway.marketplace.list_models")
     async def list_models(

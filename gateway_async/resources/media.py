@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 
-from .._batch import run_batch
-from .._config import NOT_GIVEN, NotGiven, Timeouts
+from .._batch import check_many, run_batch
+from .._config import NOT_GIVEN, NotGiven, Timeouts, call_timeouts
 from .._errors import (
     APITimeoutError,
     AuthenticationError,
@@ -70,9 +70,7 @@ def _total(timeout: CallTimeout | NotGiven) -> float | None:
     every timeout); by default the PUT has the stall watchdog instead."""
     if isinstance(timeout, NotGiven) or timeout is None:
         return None
-    if isinstance(timeout, Timeouts):
-        return timeout.total
-    return Timeouts(total=timeout).total
+    return call_timeouts(Timeouts(), timeout).total
 
 
 def _uploaded(media: MediaRef) -> Attributes:
@@ -163,6 +161,7 @@ class Media(Resource):
         each file is named by its content (see ``upload``): rerunning the job anywhere sends
         no bytes the workspace already holds.
         """
+        check_many(sources, "sources", "gw.media.upload() for one")
         _check_identity(job, None, checksum)
         check_part_concurrency(part_concurrency)
         _check_progress(on_progress)

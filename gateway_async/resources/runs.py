@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._batch import run_batch
+from .._batch import check_many, run_batch
 from .._config import NOT_GIVEN, NotGiven
 from .._convert import structure
 from .._errors import AuthenticationError, GatewayError, InsufficientFundsError, InvalidRequestError
+from .._schema import check_input
 from .._telemetry import Attributes
+from .._transport import Transport
 from ..models import Run, RunRequest
 from ._base import CallTimeout, Resource, traced
+
+if TYPE_CHECKING:
+    from .marketplace import Marketplace
 
 __all__ = ["DOOMING_ERRORS", "Runs"]
 
@@ -41,7 +46,11 @@ def _outcome(run: Run) -> Attributes:
 class Runs(Resource):
     """Create runs. Every POST carries an Idempotency-Key, so retries never run twice."""
 
-    __slots__ = ()
+    __slots__ = ("_marketplace",)
+
+    def __init__(self, transport: Transport, marketplace: Marketplace | None = None) -> None:
+        super().__init__(transport)
+        self._marketplace = marketplace
 
     async def create(
         self,
@@ -83,6 +92,7 @@ class Runs(Resource):
                 "RunRequest (RunRequest(model=..., input=...) or RunRequest.from_dict(body))",
                 field="request",
             )
+        await self._check_input(request)
         reply = await self._transport.request(
             "POST",
             "/api/runs",
@@ -92,6 +102,14 @@ class Runs(Resource):
             max_retries=max_retries,
         )
         return structure(reply.data, Run, request_id=reply.request_id)
+
+    async def _check_input(self, request: RunRequest) -> None:
+        """An input that is not an object is checked against the model's ``input_schema``
+        (fetched once per client) before it is sent; objects go as they are, checked by the
+        Gateway (a 422 is never charged), so the usual run costs no extra request."""
+        if self._marketplace is not None and not isinstance(request.input, Mapping):
+            model = await self._marketplace.cached_model(str(request.model))
+            check_input(request.input, model.input_schema, model.slug)
 
     @traced("gateway.runs.create_many")
     async def create_many(
@@ -110,6 +128,8 @@ class Runs(Resource):
         NotAttemptedError naming that cause. ``requests`` is consumed lazily; if it raises,
         that error is the result at its position and nothing after it is sent.
         """
+
+        check_many(requests, "requests", "gw.runs.create() for one", "RunRequests")
 
         def send(_: int, request: RunRequest) -> Awaitable[Run]:
             if not isinstance(request, RunRequest):
