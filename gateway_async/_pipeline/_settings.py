@@ -62,6 +62,13 @@ def _check_journal(journal: object) -> None:
             "path of a file, e.g. 'ingest.db' (created if missing)",
             field="journal",
         )
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise InvalidRequestError(
+            f"journal: the folder {folder!r:.80} does not exist; create it, or pass a path "
+            "in a folder that exists",
+            field="journal",
+        )
 
 
 def _decimal_fix(value: object) -> str:

@@ -20,6 +20,12 @@ __all__ = [
     "Tally",
 ]
 
+_STOPPED = {
+    "budget": "max_spend reached",
+    "stopped": "stop() was called",
+    "error": "an error every item would meet",
+    "cancelled": "cancelled",
+}
 EventKind = Literal["read", "uploaded", "reused", "skipped", "succeeded", "failed"]
 
 
@@ -93,7 +99,8 @@ class IngestSummary:
         counts = f"{self.succeeded} succeeded, {self.failed} failed, {self.skipped} skipped"
         if self.not_run:
             counts += f", {self.not_run} not run"
-        stopped = f", stopped: {self.stopped}" if self.stopped else ""
+        why = _STOPPED.get(self.stopped or "", self.stopped)
+        stopped = f"; ended early: {why}" if self.stopped else ""
         return (
             f"{counts} of {self.total} in {self.duration:.2f} s; {self.uploaded} uploaded "
             f"({self.bytes} bytes), {self.reused} reused; {self.credits} credits{stopped}"

@@ -4,11 +4,20 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 
 __all__ = ["MAX_LINE", "UsageError", "on_interrupt", "one_line"]
 
 MAX_LINE = 300  # characters of one error line
+# An S3-style error body: what matters of it is the Code and the Message.
+_S3_ERROR = re.compile(
+    r"(?:<\?xml[^>]*>\s*)?<Error>.*?<Code>(?P<code>[^<]*)</Code>"
+    r"(?:.*?<Message>(?P<message>[^<]*)</Message>)?.*?</Error>",
+    re.DOTALL,
+)
+# The API's hints name its routes; the CLI user has a command for them.
+_ROUTES = {"GET /api/marketplace/models": "`gateway-async models list`"}
 
 
 class UsageError(Exception):
@@ -16,9 +25,18 @@ class UsageError(Exception):
 
 
 def one_line(value: object) -> str:
-    """Text on one line (a storage error's XML body has many), at most MAX_LINE long."""
-    text = " ".join(str(value).split())
+    """Text on one line, at most MAX_LINE long: a storage error's XML body becomes its
+    ``Code: Message``, an API route in a hint becomes the command that does it."""
+    text = _S3_ERROR.sub(_s3_summary, str(value))
+    for route, command in _ROUTES.items():
+        text = text.replace(route, command)
+    text = " ".join(text.split())
     return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
+
+
+def _s3_summary(match: re.Match[str]) -> str:
+    code, message = match["code"].strip(), (match["message"] or "").strip()
+    return f"{code}: {message}" if message else code
 
 
 def on_interrupt(args: argparse.Namespace, lines: Callable[[], list[str]]) -> None:

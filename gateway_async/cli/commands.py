@@ -38,7 +38,7 @@ from .. import (
 from .. import _schema as schema
 from ..pipeline import Ingest, IngestEvent, IngestItem, IngestSummary
 from ._common import UsageError, on_interrupt, one_line
-from .output import Progress, compact, dump_json, human_bytes, jsonable, print_table
+from .output import Progress, dump_json, human_bytes, json_text, jsonable, print_table
 
 __all__ = [
     "BudgetGate",
@@ -329,7 +329,7 @@ async def run(gw: Gateway, args: argparse.Namespace) -> int:
         dump_json(result)
     else:
         print(f"{result.id} {result.status} ({result.usage.credits} credits)")
-        print(json.dumps(compact(result.output), indent=2, ensure_ascii=False))
+        print(json_text(result.output))
     if not result.succeeded:
         print(f"run failed: {run_failure(result)}", file=sys.stderr)
         return 1
@@ -424,6 +424,8 @@ async def search(gw: Gateway, args: argparse.Namespace) -> int:
     if args.text is not None:
         query: dict[str, Any] = {"text": args.text}
     else:
+        if not await asyncio.to_thread(Path(args.file).is_file):
+            raise UsageError(f"--file: no such file: {args.file}")
         field = media_field(await gw.marketplace.cached_model(args.model), None)
         query = {field: await gw.media.upload(Path(args.file))}
     result = await gw.runs.create(

@@ -17,8 +17,16 @@ import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from .. import ConfigurationError, Gateway, GatewayError, InvalidRequestError
+from .. import (
+    APITimeoutError,
+    ConfigurationError,
+    Gateway,
+    GatewayError,
+    InvalidRequestError,
+    Timeouts,
+)
 from .._version import __version__
 from ._common import UsageError, one_line
 
@@ -49,6 +57,26 @@ def _decimal(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(f"not a decimal number: {text!r}") from None
     if not value.is_finite() or value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative number: {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more: {text!r}")
     return value
 
 
@@ -87,6 +115,18 @@ def _globals(*, connect: bool = True) -> argparse.ArgumentParser:
         )
         common.add_argument(
             "--base-url", default=argparse.SUPPRESS, help=f"Gateway URL (default: ${ENV_URL})"
+        )
+        common.add_argument(
+            "--timeout",
+            type=_seconds,
+            default=argparse.SUPPRESS,
+            help="seconds each call may take, retries included (default: 300)",
+        )
+        common.add_argument(
+            "--max-retries",
+            type=_count,
+            default=argparse.SUPPRESS,
+            help="retries of a failed call (default: 2; 0: fail at once)",
         )
         common.add_argument(
             "--allow-insecure-http",
@@ -184,7 +224,13 @@ def gateway_from(args: argparse.Namespace, env: Mapping[str, str] | None = None)
     if missing:
         raise UsageError(f"missing {' and '.join(missing)}")
     insecure = bool(getattr(args, "allow_insecure_http", False))
-    return Gateway(api_key=key, base_url=url, allow_insecure_http=insecure)
+    options: dict[str, Any] = {}
+    if getattr(args, "timeout", None) is not None:
+        # One attempt may use the whole deadline: --timeout 600 means 600 s for a slow run.
+        options["timeout"] = Timeouts(total=args.timeout, attempt=args.timeout)
+    if getattr(args, "max_retries", None) is not None:
+        options["max_retries"] = args.max_retries
+    return Gateway(api_key=key, base_url=url, allow_insecure_http=insecure, **options)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -206,9 +252,12 @@ def _parse(argv: list[str]) -> argparse.Namespace | int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error argparse printed
         return exc.code if isinstance(exc.code, int) else 2
-    for name in ("api_key", "base_url", "allow_insecure_http", "json", "verbose"):
+    for name in ("api_key", "base_url", "timeout", "max_retries"):
         if not hasattr(args, name):  # flags given nowhere
-            setattr(args, name, None if name in ("api_key", "base_url") else False)
+            setattr(args, name, None)
+    for name in ("allow_insecure_http", "json", "verbose"):
+        if not hasattr(args, name):
+            setattr(args, name, False)
     return args
 
 
@@ -233,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _interrupted(args)
     except (UsageError, ConfigurationError, InvalidRequestError) as exc:
         return _fail(flag_message(exc), 2)
+    except APITimeoutError as exc:  # names the deadline, and --timeout to change it
+        return _fail(flag_message(exc), 1)
     except (GatewayError, OSError) as exc:
         return _fail(exc, 1)
 

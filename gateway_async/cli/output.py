@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -45,6 +46,10 @@ __all__ = [
 ]
 
 VECTOR_SHOWN = 4  # numbers shown of a long list of numbers
+# Table columns whose values are copied (IDs, refs, slugs): never broken or cut.
+WHOLE = frozenset({"id", "slug", "media_ref", "model", "run_id"})
+_MIN_FOLDED = 6  # the narrowest a folding column may get
+_GAP = 3  # rich's padding between columns of a SIMPLE_HEAD table without edges
 
 
 def console(stream: TextIO | None = None) -> Console:
@@ -90,6 +95,32 @@ def compact(value: Any) -> Any:
     return value
 
 
+def json_text(value: Any) -> str:
+    """Indented JSON in which every list of numbers (a vector) stays on one line: valid
+    JSON a user can copy, yet a 256-number embedding is one line, not 256."""
+    vectors: list[str] = []
+    token = secrets.token_hex(8)  # no string of the data can be mistaken for a placeholder
+
+    def mark(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {k: mark(v) for k, v in item.items()}
+        if isinstance(item, list):
+            if item and all(_is_number(v) for v in item):
+                vectors.append(json.dumps(item, separators=(", ", ":")))
+                return f"vector-{token}-{len(vectors) - 1}"
+            return [mark(v) for v in item]
+        return item
+
+    text = json.dumps(mark(jsonable(value)), indent=2, ensure_ascii=False)
+    for number, vector in enumerate(vectors):
+        text = text.replace(f'"vector-{token}-{number}"', vector)
+    return text
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def dump_json(value: Any, *, stream: TextIO | None = None, indent: int | None = 2) -> None:
     """One JSON document (``indent=None``: one line, for JSON-lines streams), flushed."""
     out = stream or sys.stdout
@@ -100,17 +131,47 @@ def dump_json(value: Any, *, stream: TextIO | None = None, indent: int | None = 
 def print_table(
     headers: Sequence[str], rows: Iterable[Sequence[Any]], *, stream: TextIO | None = None
 ) -> None:
-    """A borderless rich table: a bold header row, then one line per row."""
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
-    for header in headers:
-        table.add_column(header, overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(_cell(v)) for v in row))
+    """A borderless rich table: a bold header row, then one line per row.
+
+    IDs, refs and slugs (the ``WHOLE`` columns) are never broken or cut, since a copied
+    half-ID is wrong: the other columns fold to give them room, and when even that cannot
+    fit the terminal, each row folds into ``header: value`` lines instead.
+    """
+    cells = [[_cell(v) for v in row] for row in rows]
     out = console(stream)
+    whole = [i for i, header in enumerate(headers) if header in WHOLE]
+    widths = {i: max([len(headers[i]), *(len(row[i]) for row in cells)]) for i in whole}
+    others = len(headers) - len(whole)
+    needed = sum(widths.values()) + others * _MIN_FOLDED + _GAP * (len(headers) - 1)
+    if needed > out.width:
+        _print_records(out, headers, cells)
+        return
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for i, header in enumerate(headers):
+        if i in widths:
+            table.add_column(header, no_wrap=True, min_width=widths[i], overflow="ignore")
+        else:
+            table.add_column(header, overflow="fold", min_width=min(_MIN_FOLDED, len(header)))
+    for row in cells:
+        table.add_row(*(Text(cell) for cell in row))
     with out.capture() as captured:
         out.print(table)
     lines = (line.rstrip() for line in captured.get().splitlines())  # no padding at the ends
     out.file.write("".join(line + "\n" for line in lines))
+    out.file.flush()
+
+
+def _print_records(out: Console, headers: Sequence[str], cells: list[list[str]]) -> None:
+    """Rows too wide for the terminal: one ``header: value`` line per cell, a blank line
+    between rows; long values run on (the terminal wraps them whole, never mid-table)."""
+    name_width = max(len(header) for header in headers)
+    blocks = [
+        "".join(
+            f"{header:<{name_width}}  {cell}\n" for header, cell in zip(headers, row, strict=True)
+        )
+        for row in cells
+    ]
+    out.file.write("\n".join(blocks))
     out.file.flush()
 
 
@@ -149,16 +210,19 @@ class _FailedColumn(ProgressColumn):
 
 
 def _columns(width: int) -> list[ProgressColumn]:
-    """As many columns as fit the terminal: a narrow one drops bytes, then failures."""
-    label = TextColumn("{task.description}", table_column=Column(no_wrap=True, max_width=20))
+    """As many columns as fit the terminal: a narrow one shortens the label and the bar
+    and drops bytes, never the failure count (a silent failure is the worst news)."""
+    narrow = width < 60
+    label = TextColumn(
+        "{task.description}", table_column=Column(no_wrap=True, max_width=10 if narrow else 20)
+    )
     columns: list[ProgressColumn] = [
         label,
-        BarColumn(bar_width=None if width >= 60 else 10),
+        BarColumn(bar_width=8 if narrow else None),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
+        _FailedColumn(),
     ]
-    if width >= 60:
-        columns.append(_FailedColumn())
     if width >= 72:
         columns.append(_BytesColumn())
     return columns

@@ -69,7 +69,7 @@ async def test_ingest_worker_ctrl_c_then_resume(
     assert code == 0
     assert "Traceback" not in first.output
     assert [line for line in first.output.splitlines() if line.startswith("summary:")]
-    assert "stopped='stopped'" in first.output
+    assert "ended early: stop() was called" in first.output
     assert 0 < indexed_first <= 10
     assert second.output.count("skipped ") == indexed_first
     assert emu.stats.index_size(MODEL, "worker") == len(files)
@@ -89,4 +89,4 @@ async def test_ingest_worker_exits_cleanly_on_sigterm(
             await worker.wait_for(f"^indexed {path}$")
         worker.proc.terminate()
         assert await worker.finish() == 0
-    assert "stopped='stopped'" in worker.output
+    assert "ended early: stop() was called" in worker.output
