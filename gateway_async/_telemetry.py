@@ -305,6 +305,31 @@ class Telemetry:
                 span.set_attributes(ending())
             span.end()
 
+    def linked_root(self, name: str, attributes: Attributes) -> Any:
+        """Start a span that begins a trace of its own, linked to the current span.
+
+        A long ingest traced as one tree grows for as long as it runs (a worker's trace
+        never ends); its items' or batches' traces, linked to the ingest, stay bounded.
+        """
+        otel = self._otel
+        assert otel is not None
+        current = otel.trace.get_current_span().get_span_context()
+        links = [otel.trace.Link(current)] if current.is_valid else []
+        return otel.tracer.start_span(
+            name, context=otel.context.Context(), attributes=attributes, links=links
+        )
+
+    def enter(self, span: Any) -> object:
+        """Make ``span`` current in this task; pass the token to ``leave``."""
+        otel = self._otel
+        assert otel is not None
+        return otel.context.attach(otel.trace.set_span_in_context(span))
+
+    def leave(self, token: object) -> None:
+        otel = self._otel
+        assert otel is not None
+        otel.context.detach(token)
+
     async def traced_iter(self, name: str, items: AsyncIterator[R]) -> AsyncIterator[R]:
         """Yield from ``items`` inside the INTERNAL span ``name``, current only while a page
         is fetched: a context attached across a ``yield`` would leak into the caller's code.

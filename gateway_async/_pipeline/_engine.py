@@ -46,6 +46,7 @@ from ..models import MediaRef, Run, RunRequest
 from ._control import AIMDLimiter, SpendBudget
 from ._settings import Settings, input_field_of
 from ._sources import Identity, SourceReader, content_sha256, identify, journaled
+from ._tracing import Traces
 from ._types import BudgetExhaustedError, EventKind, IngestEvent, IngestItem, IngestSummary, Tally
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class Ingest:
         self._own_cancels: set[asyncio.Task[Any]] = set()
         self._uploading: set[asyncio.Task[Any]] = set()
         self._claims: dict[str, asyncio.Event] = {}
+        self._traces = Traces(gw._transport.telemetry, settings.trace, _described(settings))
 
     # -- the caller's side -----------------------------------------------------------------
 
@@ -208,12 +210,11 @@ class Ingest:
         observer = self._gw._transport.telemetry
         if observer is None or not observer.tracing():
             return self._run()
-        s = self._s
-        described = {"gateway.model": s.model, "gateway.mode": s.mode}
-        if s.scope is not None:
-            described["gateway.scope"] = s.scope
         return observer.traced(
-            "gateway.ingest", self._run(), described, ending=lambda: _counts(self.summary)
+            "gateway.ingest",
+            self._run(),
+            _described(self._s),
+            ending=lambda: _counts(self.summary),
         )
 
     async def _run(self) -> None:
@@ -229,6 +230,7 @@ class Ingest:
             self._doom(group.exceptions[0])
         finally:
             self._tally.ended = time.monotonic()
+            self._traces.close()
             try:
                 await self._teardown()
             finally:
@@ -275,6 +277,7 @@ class Ingest:
 
     def _drop(self, work: _Work) -> None:
         """Abandon a queued item after a doom: it is not handed out (the journal resumes it)."""
+        self._traces.done(work.index)
         self._unclaim(work)
         self._slots.release()
 
@@ -324,6 +327,7 @@ class Ingest:
             )
 
     def _emit(self, work: _Work, **outcome: Any) -> None:
+        self._traces.done(work.index)
         self._unclaim(work)
         item = IngestItem(index=work.index, source=work.source, media_ref=work.media, **outcome)
         self._tally.count(item)
@@ -368,7 +372,9 @@ class Ingest:
 
     async def _upload_worker(self) -> None:
         while (work := await self._uploads.get()) is not None:
-            if await self._obtain_media(work):
+            with self._traces.inside(work.index):
+                obtained = await self._obtain_media(work)
+            if obtained:
                 await self._runs.put(work)
         self._uploaders_left -= 1
         if not self._uploaders_left:
@@ -456,7 +462,8 @@ class Ingest:
 
     async def _run_worker(self) -> None:
         while (work := await self._runs.get()) is not None:
-            await self._run_one(work)
+            with self._traces.inside(work.index):
+                await self._run_one(work)
 
     async def _run_one(self, work: _Work) -> None:
         try:
@@ -560,6 +567,14 @@ class Ingest:
         key, journal = work.identity.key, self._journal
         if journal is not None and key is not None and work.intent is not None:
             await journal.settle_run(key, self._s.job, work.intent, outcome)
+
+
+def _described(s: Settings) -> Attributes:
+    """What the ingest's spans say of it: model, mode, scope (never a source)."""
+    described: dict[str, str] = {"gateway.model": s.model, "gateway.mode": s.mode}
+    if s.scope is not None:
+        described["gateway.scope"] = s.scope
+    return described
 
 
 def _counts(summary: IngestSummary) -> Attributes:

@@ -13,6 +13,7 @@ from .._errors import InvalidRequestError
 from .._journal import Journal
 from .._schema import media_field
 from ..models import MarketplaceModel, MediaRef
+from ._tracing import TraceMode, check_trace
 from ._types import IngestEvent
 
 __all__ = ["IngestOptions", "InputFn", "ParamsArg", "Settings", "input_field_of"]
@@ -38,6 +39,7 @@ class IngestOptions(TypedDict, total=False):
     ordered: bool
     checksum: bool
     on_event: Callable[[IngestEvent], None] | None
+    trace: TraceMode
 
 
 def _positive(name: str, value: object) -> None:
@@ -99,6 +101,7 @@ class Settings:
     ordered: bool = False
     checksum: bool = True
     on_event: Callable[[IngestEvent], None] | None = None
+    trace: TraceMode = "item"
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -118,6 +121,7 @@ class Settings:
                 "on_event: expected callable(IngestEvent) or None", field="on_event"
             )
         _check_journal(self.journal)
+        check_trace(self.trace)
         if self.max_spend is not None and (
             not isinstance(self.max_spend, Decimal) or not self.max_spend.is_finite()
         ):

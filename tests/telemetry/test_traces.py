@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from gateway_async import APITimeoutError, Gateway, InsufficientFundsError, RunRequest, Timeouts
+from gateway_async import (
+    APITimeoutError,
+    Gateway,
+    InsufficientFundsError,
+    InvalidRequestError,
+    RunRequest,
+    Timeouts,
+)
 from gateway_async.emulator import Emulator
 from tests.conftest import FakeServer, never, reply
 from tests.core.test_transport import RUN, WALLET
@@ -212,16 +219,22 @@ async def test_marketplace_and_billing_operations(
         assert [child.name for child in otel.children(span)] == [attempt]
 
 
+def some_files(folder: Path, n: int) -> list[Path]:
+    paths = []
+    for i in range(n):
+        path = folder / f"{i}.bin"
+        path.write_bytes(f"file {i}".encode())
+        paths.append(path)
+    return paths
+
+
 async def test_an_ingest_is_the_root_of_its_items(
     tmp_path: Path, gateway_emulator: Emulator, otel: Otel
 ) -> None:
-    paths = []
-    for i in range(3):
-        path = tmp_path / f"{i}.bin"
-        path.write_bytes(f"file {i}".encode())
-        paths.append(path)
+    """trace="ingest": one tree (what every ingest was before trace= existed)."""
+    paths = some_files(tmp_path, 3)
     async with otel.client(gateway_emulator.base_url, api_key=gateway_emulator.api_key) as gw:
-        ingest = gw.ingest(paths, model="demo-image-embed", scope="photos")
+        ingest = gw.ingest(paths, model="demo-image-embed", scope="photos", trace="ingest")
         items = [item async for item in ingest]
     assert all(item.ok for item in items)
 
@@ -256,3 +269,60 @@ async def test_leaving_list_models_early_ends_its_span_cleanly(
     listing = otel.one("gateway.marketplace.list_models")
     assert "error.type" not in dict(listing.attributes or {})
     assert [child.name for child in otel.children(listing)] == ["GET /api/marketplace/models"]
+
+
+async def test_a_long_ingest_makes_bounded_traces_linked_to_it(
+    tmp_path: Path, gateway_emulator: Emulator, otel: Otel
+) -> None:
+    """The default, trace="item": each item is a trace of its own (its upload and run
+    under a gateway.ingest.item span linked to the ingest), so a worker that runs for ever
+    never builds one ever-growing trace (it was 27 spans under one root for 4 files)."""
+    paths = some_files(tmp_path, 12)
+    async with otel.client(gateway_emulator.base_url, api_key=gateway_emulator.api_key) as gw:
+        ingest = gw.ingest(paths, model="demo-image-embed", scope="photos")
+        async with ingest:
+            assert all([item.ok async for item in ingest])
+    root = otel.one("gateway.ingest")
+    items = otel.named("gateway.ingest.item")
+    assert len(items) == 12
+    assert {span.context.trace_id for span in items} | {root.context.trace_id} == {
+        span.context.trace_id for span in otel.spans()
+    }
+    assert len({span.context.trace_id for span in items}) == 12
+    for item in items:
+        assert item.parent is None
+        assert [link.context.span_id for link in item.links] == [root.context.span_id]
+        in_trace = [s for s in otel.spans() if s.context.trace_id == item.context.trace_id]
+        names = sorted(s.name for s in otel.children(item))
+        assert names == ["gateway.media.upload", "gateway.runs.create"]
+        assert len(in_trace) <= 8  # item, upload (init, PUT, complete), run (attempt)
+    in_root = [s for s in otel.spans() if s.context.trace_id == root.context.trace_id]
+    assert "gateway.media.upload" not in {s.name for s in in_root}
+    assert len(in_root) <= 4  # the ingest, its get_model and that call's attempt
+
+
+async def test_per_batch_traces(
+    tmp_path: Path, gateway_emulator: Emulator, otel: Otel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """trace="batch": every BATCH items share a trace, linked to the ingest; the last,
+    partial batch ends with the ingest."""
+    from gateway_async._pipeline import _tracing
+
+    monkeypatch.setattr(_tracing, "BATCH", 4)
+    paths = some_files(tmp_path, 10)
+    async with otel.client(gateway_emulator.base_url, api_key=gateway_emulator.api_key) as gw:
+        ingest = gw.ingest(paths, model="demo-image-embed", scope="p", trace="batch")
+        async with ingest:
+            assert all([item.ok async for item in ingest])
+    root = otel.one("gateway.ingest")
+    batches = otel.named("gateway.ingest.batch")
+    assert sorted(b.attributes["gateway.ingest.batch"] for b in batches) == [0, 1, 2]  # type: ignore[index]
+    sizes = sorted([s.name for s in otel.children(b)].count("gateway.runs.create") for b in batches)
+    assert sizes == [2, 4, 4]
+    assert all(b.links[0].context.span_id == root.context.span_id for b in batches)
+
+
+async def test_a_wrong_trace_mode_is_refused(gateway_emulator: Emulator, otel: Otel) -> None:
+    async with otel.client(gateway_emulator.base_url, api_key=gateway_emulator.api_key) as gw:
+        with pytest.raises(InvalidRequestError, match="trace: expected one of 'item'"):
+            gw.ingest([], model="demo-image-embed", trace="items")  # type: ignore[typeddict-item]
