@@ -16,7 +16,7 @@ from ..models import MarketplaceModel, MediaRef
 from ._tracing import TraceMode, check_trace
 from ._types import IngestEvent
 
-__all__ = ["IngestOptions", "InputFn", "ParamsArg", "Settings", "input_field_of"]
+__all__ = ["IngestOptions", "InputFn", "ParamsArg", "Settings", "check_journal", "input_field_of"]
 
 InputFn: TypeAlias = Callable[[MediaRef, Any], Any]
 ParamsArg: TypeAlias = Mapping[str, Any] | Callable[[Any], Mapping[str, Any] | None] | None
@@ -47,7 +47,7 @@ def _positive(name: str, value: object) -> None:
         raise InvalidRequestError(f"{name}: must be a positive integer", field=name)
 
 
-def _check_journal(journal: object) -> None:
+def check_journal(journal: object) -> None:
     """A journal path is opened only once the ingest runs, after its first requests: refuse
     what cannot be one now, before any byte is sent."""
     if journal is None or isinstance(journal, Journal):
@@ -120,7 +120,7 @@ class Settings:
             raise InvalidRequestError(
                 "on_event: expected callable(IngestEvent) or None", field="on_event"
             )
-        _check_journal(self.journal)
+        check_journal(self.journal)
         check_trace(self.trace)
         if self.max_spend is not None and (
             not isinstance(self.max_spend, Decimal) or not self.max_spend.is_finite()

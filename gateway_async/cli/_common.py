@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 from collections.abc import Callable
 
-__all__ = ["MAX_LINE", "UsageError", "on_interrupt", "one_line"]
+__all__ = ["MAX_LINE", "PROG", "UsageError", "error_line", "on_interrupt", "one_line", "rerun"]
 
+PROG = "gateway-async"
 MAX_LINE = 300  # characters of one error line
 # An S3-style error body: what matters of it is the Code and the Message.
 _S3_ERROR = re.compile(
@@ -37,6 +39,28 @@ def one_line(value: object) -> str:
 def _s3_summary(match: re.Match[str]) -> str:
     code, message = match["code"].strip(), (match["message"] or "").strip()
     return f"{code}: {message}" if message else code
+
+
+def error_line(message: object) -> str:
+    """How every expected failure is told: one line on stderr."""
+    return f"{PROG}: error: {one_line(message)}"
+
+
+def rerun(args: argparse.Namespace) -> str:
+    """The command line as the user typed it, to run again; a key typed on it is not
+    repeated (it would land in the terminal's scrollback and the shell's history)."""
+    argv: list[str] = list(getattr(args, "argv", []))
+    shown, hide = [], False
+    for token in argv:
+        if hide:
+            shown.append("<your key>")
+        elif token.startswith("--api-key="):
+            token = "--api-key=<your key>"
+            shown.append(token)
+        else:
+            shown.append(token)
+        hide = token == "--api-key"
+    return shlex.join([PROG, *shown])
 
 
 def on_interrupt(args: argparse.Namespace, lines: Callable[[], list[str]]) -> None:

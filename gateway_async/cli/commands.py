@@ -36,8 +36,10 @@ from .. import (
     UploadProgress,
 )
 from .. import _schema as schema
-from ..pipeline import Ingest, IngestEvent, IngestItem, IngestSummary
-from ._common import UsageError, on_interrupt, one_line
+from .._pipeline._settings import check_journal
+from .._pipeline._sources import identify
+from ..pipeline import Ingest, IngestEvent, IngestItem, IngestSummary, Journal
+from ._common import UsageError, error_line, on_interrupt, one_line, rerun
 from .output import Progress, dump_json, human_bytes, json_text, jsonable, print_table
 
 __all__ = [
@@ -336,12 +338,67 @@ async def run(gw: Gateway, args: argparse.Namespace) -> int:
     return 0
 
 
+@attrs.frozen
+class _Journaled:
+    """A file the journal had uploaded before: its media_ref, and no request made."""
+
+    media: MediaRef
+
+
 async def upload(gw: Gateway, args: argparse.Namespace) -> int:
     files = await _files(args)
+    if args.journal:
+        check_journal(args.journal)
     progress = Progress("upload", total=len(files), enabled=not args.json)
-    on_interrupt(args, lambda: [f"{progress.done} of {len(files)} files done"])
+    rows: list[tuple[object, ...]] = []
+    on_interrupt(args, lambda: _upload_report(progress, len(files), args))
+    async with contextlib.AsyncExitStack() as stack:
+        journal = (
+            await stack.enter_async_context(await Journal.open(args.journal))
+            if args.journal
+            else None
+        )
+        one = _upload_one(gw, args, progress, journal)
+        await stack.enter_async_context(progress)
+        outcomes = await stack.enter_async_context(
+            contextlib.aclosing(finished(files, one, args.concurrency))
+        )
+        try:
+            async for path, result in outcomes:
+                rows.append(_uploaded(path, result, progress, args.json))
+        except asyncio.CancelledError:  # Ctrl-C: what finished is kept, refs and all
+            if not args.json:
+                print_table(["path", "media_ref", "size / error"], rows)
+            raise
+        except InsufficientFundsError as exc:
+            if not args.json:
+                print_table(["path", "media_ref", "size / error"], rows)
+            print(
+                error_line(exc),
+                *_upload_report(progress, len(files), args, exc),
+                sep="\n",
+                file=sys.stderr,
+            )
+            return 1
+    if not args.json:
+        print_table(["path", "media_ref", "size / error"], rows)
+    return 1 if progress.failed else 0
 
-    async def one(path: Path) -> MediaRef:
+
+def _upload_one(
+    gw: Gateway, args: argparse.Namespace, progress: Progress, journal: Journal | None
+) -> Callable[[Path], Awaitable[MediaRef | _Journaled]]:
+    """One file: skipped if the journal has it unchanged, else uploaded (named by
+    content with ``--job``) and then journaled."""
+
+    async def one(path: Path) -> MediaRef | _Journaled:
+        ident = await asyncio.to_thread(identify, path)
+        if journal is not None and ident.key is not None:
+            known = await journal.recall(
+                ident.key, "upload", size=ident.size, mtime_ns=ident.mtime_ns, sha256=None
+            )
+            if known.media is not None:
+                return _Journaled(known.media)
         sent = 0
 
         def on_progress(event: UploadProgress) -> None:
@@ -349,27 +406,49 @@ async def upload(gw: Gateway, args: argparse.Namespace) -> int:
             progress.advance(nbytes=event.bytes_sent - sent)
             sent = event.bytes_sent
 
-        return await gw.media.upload(path, on_progress=on_progress)
+        media = await gw.media.upload(path, on_progress=on_progress, job=args.job)
+        if journal is not None and ident.key is not None and media.sha256 is not None:
+            await journal.remember(ident.key, ident, media)
+        return media
 
-    rows: list[tuple[object, ...]] = []
-    async with progress, contextlib.aclosing(finished(files, one, args.concurrency)) as outcomes:
-        async for path, result in outcomes:
-            rows.append(_uploaded(path, result, progress, args.json))
-    if not args.json:
-        print_table(["path", "media_ref", "size / error"], rows)
-    return 1 if progress.failed else 0
+    return one
+
+
+def _upload_report(
+    progress: Progress, total: int, args: argparse.Namespace, cause: Exception | None = None
+) -> list[str]:
+    """What an interrupted or refused upload tells: how far it got, how to go on."""
+    done = progress.done - progress.failed
+    lines = [f"{done} of {total} files uploaded, {progress.failed} failed"]
+    if cause is not None:
+        lines.append(f"top up the wallet, then rerun: {rerun(args)}")
+    if args.journal:
+        lines.append("rerun with the same --journal to resume")
+    elif args.job:
+        lines.append("rerun with the same --job: what was uploaded is not sent again")
+    else:
+        lines.append(
+            "nothing was journaled: rerun with --journal FILE to make the next run resumable"
+        )
+    return lines
 
 
 def _uploaded(
-    path: Path, result: MediaRef | Exception, progress: Progress, as_json: bool
+    path: Path, result: MediaRef | _Journaled | Exception, progress: Progress, as_json: bool
 ) -> tuple[object, ...]:
     """Tell one finished upload; a failure that dooms every other one is raised."""
+    journaled = isinstance(result, _Journaled)
+    if isinstance(result, _Journaled):
+        result = result.media
     if isinstance(result, DOOMING) or not isinstance(result, MediaRef | GatewayError | OSError):
         raise result
     failed = not isinstance(result, MediaRef)
     progress.advance(1, failed=int(failed))
     if as_json:
-        dump_json({"source": str(path), "result": result}, indent=None)
+        line: dict[str, Any] = {"source": str(path), "result": result}
+        if journaled:
+            line["journaled"] = True
+        dump_json(line, indent=None)
     elif failed:
         progress.note(f"failed: {path}: {one_line(result)}")
     if isinstance(result, MediaRef):
@@ -400,13 +479,36 @@ async def index(gw: Gateway, args: argparse.Namespace) -> int:
         args,
         lambda: [*summary_lines(ingest.summary, total=len(files)), _resume_hint(args.journal)],
     )
-    summary = await drain(ingest, progress, args.json)
+    try:
+        summary = await drain(ingest, progress, args.json)
+    except InsufficientFundsError as exc:  # the wallet ran dry: what was done, how to go on
+        _tell_summary(ingest.summary, len(files), 0, args.json)
+        print(
+            error_line(exc),
+            _go_on(args, "top up the wallet, then rerun"),
+            sep="\n",
+            file=sys.stderr,
+        )
+        return 1
     withheld = gate.withheld if gate else 0
-    if args.json:
-        dump_json({"summary": summary, "total": len(files), "withheld": withheld}, indent=None)
-    else:
-        print("\n".join(summary_lines(summary, total=len(files), withheld=withheld)))
+    _tell_summary(summary, len(files), withheld, args.json)
+    if summary.stopped == "budget" or withheld:
+        print(_go_on(args, "raise --max-spend or wait, then rerun"), file=sys.stderr)
     return 0 if summary.succeeded + summary.skipped == len(files) else 1
+
+
+def _tell_summary(summary: IngestSummary, total: int, withheld: int, as_json: bool) -> None:
+    if as_json:
+        dump_json({"summary": summary, "total": total, "withheld": withheld}, indent=None)
+    else:
+        print("\n".join(summary_lines(summary, total=total, withheld=withheld)))
+
+
+def _go_on(args: argparse.Namespace, what: str) -> str:
+    """The exact command that picks up where this one stopped (it needs a journal)."""
+    if args.journal:
+        return f"{what}: {rerun(args)}"
+    return _resume_hint(None)
 
 
 def _takes_metadata(model: MarketplaceModel) -> bool:

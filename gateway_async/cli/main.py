@@ -28,11 +28,10 @@ from .. import (
     Timeouts,
 )
 from .._version import __version__
-from ._common import UsageError, one_line
+from ._common import PROG, UsageError, error_line
 
 __all__ = ["UsageError", "build_parser", "flag_message", "gateway_from", "main"]
 
-PROG = "gateway-async"
 ENV_KEY, ENV_URL = "GATEWAY_API_KEY", "GATEWAY_BASE_URL"
 NO_RICH = "the command line needs rich: pip install 'gateway-async[cli]'"
 _KWARG = re.compile(r"\b([a-z][a-z0-9_]*)=(?:True\b)?")
@@ -175,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     upload = command("upload", "upload files (directories are walked)")
     _ingest_flags(upload, 8, "uploads")
+    upload.add_argument(
+        "--journal", help="SQLite journal: a rerun skips files uploaded before (shared with index)"
+    )
+    upload.add_argument(
+        "--job", help="name the uploads by content: a rerun of the job sends no byte again"
+    )
 
     index = command("index", "upload files and index each one into a scope")
     _ingest_flags(index, 32, "runs")
@@ -243,7 +248,7 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _fail(message: object, code: int) -> int:
-    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
+    print(error_line(message), file=sys.stderr)
     return code
 
 
@@ -273,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     if isinstance(args, int):
         return args
+    args.argv = argv  # for the exact command to rerun
     _configure_logging(args.verbose)
     try:
         return asyncio.run(_dispatch(args))

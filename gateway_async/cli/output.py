@@ -12,6 +12,7 @@ import asyncio
 import json
 import secrets
 import sys
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -141,8 +142,12 @@ def print_table(
     out = console(stream)
     whole = [i for i, header in enumerate(headers) if header in WHOLE]
     widths = {i: max([len(headers[i]), *(len(row[i]) for row in cells)]) for i in whole}
-    others = len(headers) - len(whole)
-    needed = sum(widths.values()) + others * _MIN_FOLDED + _GAP * (len(headers) - 1)
+    folding = [
+        min(_MIN_FOLDED, max([len(headers[i]), *(len(row[i]) for row in cells)]))
+        for i in range(len(headers))
+        if i not in widths
+    ]
+    needed = sum(widths.values()) + sum(folding) + _GAP * (len(headers) - 1)
     if needed > out.width:
         _print_records(out, headers, cells)
         return
@@ -163,14 +168,17 @@ def print_table(
 
 def _print_records(out: Console, headers: Sequence[str], cells: list[list[str]]) -> None:
     """Rows too wide for the terminal: one ``header: value`` line per cell, a blank line
-    between rows; long values run on (the terminal wraps them whole, never mid-table)."""
+    between rows; other values fold to the terminal, IDs stay whole on their line."""
     name_width = max(len(header) for header in headers)
-    blocks = [
-        "".join(
-            f"{header:<{name_width}}  {cell}\n" for header, cell in zip(headers, row, strict=True)
-        )
-        for row in cells
-    ]
+    room = max(out.width - name_width - 2, _MIN_FOLDED)
+    indent = " " * (name_width + 2)
+
+    def lines(header: str, cell: str) -> str:
+        parts = [cell] if header in WHOLE else textwrap.wrap(cell, room) or [""]
+        first, *rest = parts
+        return f"{header:<{name_width}}  {first}\n" + "".join(f"{indent}{p}\n" for p in rest)
+
+    blocks = ["".join(lines(h, c) for h, c in zip(headers, row, strict=True)) for row in cells]
     out.file.write("\n".join(blocks))
     out.file.flush()
 
