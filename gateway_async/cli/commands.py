@@ -392,8 +392,8 @@ def _upload_one(
     content with ``--job``) and then journaled."""
 
     async def one(path: Path) -> MediaRef | _Journaled:
-        ident = await asyncio.to_thread(identify, path)
-        if journal is not None and ident.key is not None:
+        ident = None if journal is None else await asyncio.to_thread(identify, path)
+        if journal is not None and ident is not None and ident.key is not None:
             known = await journal.recall(
                 ident.key, "upload", size=ident.size, mtime_ns=ident.mtime_ns, sha256=None
             )
@@ -407,7 +407,7 @@ def _upload_one(
             sent = event.bytes_sent
 
         media = await gw.media.upload(path, on_progress=on_progress, job=args.job)
-        if journal is not None and ident.key is not None and media.sha256 is not None:
+        if journal is not None and ident is not None and ident.key and media.sha256:
             await journal.remember(ident.key, ident, media)
         return media
 
