@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ._billing import usage_summary, wallet
+from ._complete import complete_upload
 from ._core import CORE, CREDENTIAL, Core
 from ._errors import ApiError
 from ._faults import Decision
@@ -25,7 +26,7 @@ from ._multipart import put_part, refresh_parts, show_upload
 from ._openapi import openapi
 from ._runs import create_run
 from ._storage import put_object
-from ._uploads import complete_upload, init_upload
+from ._uploads import init_upload
 from ._wire import new_id
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -19,6 +19,7 @@ from ._embed import embed_file
 from ._errors import ApiError
 from ._faults import FaultInjector, Faults
 from ._idempotency import Answer, Idempotency
+from ._locks import KeyedLocks
 from ._models import Catalogue
 from ._multipart_state import MultipartStore
 from ._ratelimit import RateLimit, TokenBuckets
@@ -69,8 +70,24 @@ class Core:
         for sub in ("objects", "uploads", "tmp"):
             (self.media_root / sub).mkdir(parents=True, exist_ok=True)
         self.multipart = MultipartStore(db, self.media_root / "parts")
+        self.completing = KeyedLocks()  # one complete at a time per upload_id
         self.storage_url = ""
         self._embeddings: dict[str, list[float]] = {}
+        self.recover()
+
+    def recover(self) -> None:
+        """Sweep what a killed process left behind: half-written files in ``tmp``, objects
+        linked by a complete that never committed, and the part and PUT files of uploads
+        that did complete (a complete removes them only after its commit)."""
+        for path in (self.media_root / "tmp").iterdir():
+            path.unlink(missing_ok=True)
+        for path in (self.media_root / "objects").iterdir():
+            if path.name not in self.state.media:
+                path.unlink(missing_ok=True)
+        for upload in self.state.uploads.values():
+            if upload.media_ref is not None:
+                self.upload_file(upload.upload_id).unlink(missing_ok=True)
+                self.multipart.drop_parts(upload.upload_id)
 
     def media_file(self, media_ref: str) -> Path:
         """Where the bytes of a completed upload live."""

@@ -25,12 +25,15 @@ CODES: Mapping[int, str] = {
     409: "conflict",
     410: "upload_expired",
     413: "payload_too_large",
+    415: "unsupported_encoding",
     422: "validation_error",
     429: "rate_limited",
     500: "internal_error",
     503: "unavailable",
 }
 
+INVALID_PART = "invalid_part"  # a 409 about complete's part list, as S3's InvalidPart
+EXTRA_CODES = (INVALID_PART,)  # codes beside the one per status (for the OpenAPI document)
 JSON_TYPE = "application/json"
 
 
@@ -44,10 +47,11 @@ class ApiError(Exception):
         *,
         field: str | None = None,
         headers: Mapping[str, str] | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.code = CODES.get(status, "internal_error")
+        self.code = code or CODES.get(status, "internal_error")
         self.message = printable(message)
         self.field = None if field is None else printable(field)
         self.headers = dict(headers or {})

@@ -13,18 +13,17 @@ retry executes once and is charged once.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from aiohttp import web
 
 from ._errors import JSON_TYPE, ApiError
+from ._locks import KeyedLocks
 from ._state import Clock, Replay, State, Usage
 from ._stats import EmulatorStats
 from ._wire import canonical
@@ -73,21 +72,7 @@ class Idempotency:
         self._state = state
         self._stats = stats
         self._clock = clock
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def _hold(self, record_key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(record_key, (asyncio.Lock(), 0))
-        self._locks[record_key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[record_key]
-            if users == 1:
-                del self._locks[record_key]
-            else:
-                self._locks[record_key] = (lock, users - 1)
+        self._locks = KeyedLocks()
 
     async def handle(
         self,
@@ -104,7 +89,7 @@ class Idempotency:
         parts = canonical([credential, request.method, request.path, key])
         record_key = hashlib.sha256(parts.encode()).hexdigest()
         digest = body_hash(raw)
-        async with self._hold(record_key):
+        async with self._locks.hold(record_key):
             replay = self._lookup(record_key)
             if replay is not None:
                 return self._replay(replay, digest)

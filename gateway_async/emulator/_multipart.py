@@ -6,17 +6,12 @@ signed PUT under the single-PUT rules (credentials 400, bad or expired signature
 Content-Length 411, the exact part length), fault injection included; a part of an upload
 that no longer exists gets S3's ``404 NoSuchUpload``. ``POST /api/media/upload/parts``
 re-signs parts (and extends the upload's life, as a client still working on it shows it is
-alive); ``GET /api/media/upload/{upload_id}`` lists the stored parts. ``complete`` checks
-every part's ETag and sha256 and assembles the parts into one file in a worker thread,
-1 MiB at a time, so the object is never held in memory.
+alive, until it expired: ``410`` is final); ``GET /api/media/upload/{upload_id}`` lists the
+stored parts. ``complete`` is in ``_complete``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import os
-import re
 from typing import Any
 
 from aiohttp import web
@@ -28,11 +23,9 @@ from ._multipart_state import MultipartRecord, plan_part_size
 from ._signing import signed_query
 from ._state import Upload
 from ._storage import StorageError, Target, serve_put
-from ._wire import new_id, rfc3339
+from ._wire import rfc3339
 
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _REFRESH_FIELDS = ("upload_id", "part_numbers")
-_COPY_CHUNK = 1024 * 1024
 
 
 def wants_parts(core: Core, size: int) -> bool:
@@ -82,6 +75,24 @@ def _upload_or_404(core: Core, upload_id: object) -> Upload:
     return upload
 
 
+def refuse_expired(core: Core, upload: Upload, *, deadline: bool = True) -> None:
+    """``410`` for an upload that answered ``410`` before (final: nothing revives it) or,
+    with ``deadline``, is past its ``expires_at`` (which makes it so). Refreshing part URLs
+    passes ``deadline=False``: it may extend an upload that never answered ``410``, as the
+    URLs and the upload expire together."""
+    if not upload.expired and not (deadline and core.clock() > upload.expires_at):
+        return
+    if not upload.expired:
+        upload.expired = True
+        core.state.save_upload(upload)
+    raise ApiError(
+        410,
+        f"upload {upload.upload_id!r} expired at {rfc3339(upload.expires_at)}; "
+        "start a new one with upload/init",
+        field="upload_id",
+    )
+
+
 # -- GET /api/media/upload/{upload_id} ---------------------------------------------------------
 
 
@@ -113,6 +124,7 @@ async def refresh_parts(request: web.Request) -> web.Response:
 async def _refresh(core: Core, body: dict[str, Any]) -> Answer:
     refuse_unknown(body, _REFRESH_FIELDS)
     upload = _upload_or_404(core, body.get("upload_id"))
+    refuse_expired(core, upload, deadline=False)  # 410 is final: no refresh revives it
     record = _pending_record(core, upload)
     numbers = _part_numbers(body.get("part_numbers"), record)
     expires = int(core.clock() + core.settings.upload_ttl)
@@ -139,7 +151,7 @@ def _pending_record(core: Core, upload: Upload) -> MultipartRecord:
     return record
 
 
-def _part_number(value: object) -> int | None:
+def part_number(value: object) -> int | None:
     """A JSON integer >= 1 (``3.0`` is the integer 3), else None."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -150,7 +162,7 @@ def _part_number(value: object) -> int | None:
 
 def _part_numbers(value: object, record: MultipartRecord) -> list[int]:
     fix = f"part_numbers must be a non-empty list of part numbers from 1 to {record.count}"
-    numbers = [_part_number(n) for n in value] if isinstance(value, list) else []
+    numbers = [part_number(n) for n in value] if isinstance(value, list) else []
     if not numbers or None in numbers:
         raise invalid("part_numbers", fix)
     for number in numbers:
@@ -169,7 +181,7 @@ async def put_part(request: web.Request) -> web.Response:
 
 def _part_target(core: Core, request: web.Request, upload: Upload) -> Target:
     record = core.multipart.records.get(upload.upload_id)
-    if record is None or upload.media_ref is not None:
+    if record is None or upload.media_ref is not None or upload.expired:
         raise _no_such_upload()
     raw = request.match_info["part_number"]
     number = int(raw) if raw.isdigit() else 0
@@ -178,7 +190,8 @@ def _part_target(core: Core, request: web.Request, upload: Upload) -> Target:
         raise StorageError(403, "SignatureDoesNotMatch", "No such part was signed.")
 
     def stored(sha256: str) -> str:
-        if core.multipart.records.get(upload.upload_id) is not record:  # aborted meanwhile
+        # Aborted or completed while the body streamed: the part belongs to nothing.
+        if core.multipart.records.get(upload.upload_id) is not record or upload.media_ref:
             core.multipart.drop_parts(upload.upload_id)
             raise _no_such_upload()
         return core.multipart.stored(record, number, sha256)
@@ -194,101 +207,12 @@ def _no_such_upload() -> StorageError:
     )
 
 
-# -- complete ----------------------------------------------------------------------------------
-
-
-async def assemble(core: Core, upload: Upload, body: dict[str, Any]) -> None:
-    """For a multipart upload: check ``parts`` of the ``complete`` body against the stored
-    parts (409 on a missing part, another ETag or sha256), then join them into the upload's
-    file, as a single PUT would have left it. Any other upload must not send ``parts``."""
-    record = core.multipart.records.get(upload.upload_id)
-    if record is None:
-        if body.get("parts") is not None:
-            _given_parts(body["parts"])  # malformed: 422; well-formed: the wrong upload, 409
-            raise ApiError(
-                409,
-                "parts is only for multipart uploads (init answered parts); complete this "
-                "one without parts",
-                field="parts",
-            )
-        return
-    _check_parts(record, body.get("parts"))
-    upload.put_sha256 = await asyncio.to_thread(_join, core, record)
-    core.state.save_upload(upload)
-    core.multipart.drop_parts(upload.upload_id)
-
-
-def _check_parts(record: MultipartRecord, value: object) -> None:
-    given = _given_parts(value)
-    for number in range(1, record.count + 1):
-        stored = record.parts.get(str(number))
-        if number not in given or stored is None:
-            where = "was not sent to storage" if stored is None else "is missing from parts"
-            raise ApiError(
-                409,
-                f"part {number} of {record.count} {where}; PUT every part, then complete",
-                field="parts",
-            )
-        etag, sha256 = given[number]
-        if etag != stored["etag"]:
-            raise ApiError(
-                409,
-                f"part {number}: etag {etag} does not match the stored part's "
-                f"{stored['etag']}; send the ETag storage returned, quotes included",
-                field="parts",
-            )
-        if sha256 is not None and sha256 != stored["sha256"]:
-            raise ApiError(
-                409,
-                f"part {number}: the stored bytes have sha256 {stored['sha256']}, not "
-                f"{sha256}; PUT the part again",
-                field="parts",
-            )
-
-
-def _given_parts(value: object) -> dict[int, tuple[str, str | None]]:
-    fix = 'parts must be a list of {"part_number": N, "etag": "...", "sha256": "<hex>"}'
-    if not isinstance(value, list) or not value:
-        raise invalid("parts", f"parts is required for a multipart upload: {fix}")
-    given: dict[int, tuple[str, str | None]] = {}
-    for item in value:
-        if not isinstance(item, dict) or set(item) - {"part_number", "etag", "sha256"}:
-            raise invalid("parts", fix)
-        number, etag, sha256 = (
-            _part_number(item.get("part_number")),
-            item.get("etag"),
-            item.get("sha256"),
-        )
-        if number is None or not isinstance(etag, str):
-            raise invalid("parts", fix)
-        if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
-            raise invalid("parts", f"part {number}: sha256 must be 64 hexadecimal characters")
-        given[number] = (etag, None if sha256 is None else sha256.lower())
-    return given
-
-
-def _join(core: Core, record: MultipartRecord) -> str:
-    """Concatenate the parts into the upload's file; the whole object's sha256."""
-    temp = core.media_root / "tmp" / new_id("join")
-    digest = hashlib.sha256()
-    try:
-        with temp.open("wb") as out:
-            for number in range(1, record.count + 1):
-                with core.multipart.part_file(record.upload_id, number).open("rb") as part:
-                    while chunk := part.read(_COPY_CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-        os.replace(temp, core.upload_file(record.upload_id))
-    finally:
-        temp.unlink(missing_ok=True)
-    return digest.hexdigest()
-
-
 __all__ = [
-    "assemble",
     "init_answer",
+    "part_number",
     "put_part",
     "refresh_parts",
+    "refuse_expired",
     "show_upload",
     "wants_parts",
 ]

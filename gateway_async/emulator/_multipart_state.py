@@ -73,6 +73,10 @@ class MultipartStore:
     def save(self, record: MultipartRecord) -> None:
         """Store or update a record."""
         self.records[record.upload_id] = record
+        self.write(record)
+
+    def write(self, record: MultipartRecord) -> None:
+        """Write a record to the database only (inside a caller's transaction)."""
         self._db.put("multipart", record.upload_id, dataclasses.asdict(record))
 
     def part_file(self, upload_id: str, number: int) -> Path:

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from ._core import CORE, Core
-from ._errors import CODES, json_response
+from ._errors import CODES, EXTRA_CODES, json_response
 from ._idempotency import HEADER, KEY_PATTERN, REPLAYED
 from ._models import CURSOR_PATTERN, ModelSpec
 from ._uploads import CONTENT_TYPE_PATTERN, FILENAME_PATTERN, MAX_FILENAME, SHA256_PATTERN
@@ -190,7 +190,7 @@ def schemas(core: Core) -> Schema:
     }
     details = {"type": "object", "properties": {"field": _STR}, "additionalProperties": False}
     envelope = _closed(
-        code={"enum": sorted(set(CODES.values()))},
+        code={"enum": sorted({*CODES.values(), *EXTRA_CODES})},
         message=_STR,
         details=details,
     )

@@ -34,6 +34,7 @@ class Upload:
     expires_at: float
     put_sha256: str | None = None
     media_ref: str | None = None
+    expired: bool = False  # answered 410 once: final
 
 
 @dataclass
@@ -153,10 +154,20 @@ class State:
         self.uploads[upload.upload_id] = upload
         self._db.put("uploads", upload.upload_id, dataclasses.asdict(upload))
 
-    def save_media(self, media: Media) -> None:
-        """Store a completed media object."""
+    def complete(
+        self, upload: Upload, media: Media, effect: Callable[[], None] | None = None
+    ) -> None:
+        """Record ``upload`` as completed into ``media`` (and ``effect``'s writes) in one
+        transaction: a process killed at any point leaves the upload pending or completed,
+        never half of each. The in-memory records change only once the commit is done."""
+        done = dataclasses.replace(upload, put_sha256=media.sha256, media_ref=media.media_ref)
+        with self._db.transaction():
+            self._db.put("media", media.media_ref, dataclasses.asdict(media))
+            self._db.put("uploads", upload.upload_id, dataclasses.asdict(done))
+            if effect is not None:
+                effect()
         self.media[media.media_ref] = media
-        self._db.put("media", media.media_ref, dataclasses.asdict(media))
+        upload.put_sha256, upload.media_ref = done.put_sha256, done.media_ref
         self._hold(media)
 
     def _hold(self, media: Media) -> None:

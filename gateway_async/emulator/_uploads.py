@@ -1,16 +1,13 @@
-"""``POST /api/media/upload/init`` and ``/complete``: the Gateway side of media uploads.
+"""``POST /api/media/upload/init``: the Gateway side of starting a media upload.
 
 ``init`` records the declared file and hands out a pre-signed PUT URL on the separate
-storage listener. ``complete`` checks what the storage PUT stored (size, and sha256 when
-given at init or complete) and turns it into a ``media_ref``. Every completed upload gets
-its own ``media_ref``; completing the same upload again returns the same one. An ``init``
-whose sha256 and size match bytes already completed answers ``200`` with that finished
-upload instead (contract version 3, "content already held"): nothing is sent twice.
+storage listener (or part URLs, see ``_multipart``); ``complete`` is in ``_complete``. An
+``init`` whose sha256 and size match bytes already completed answers ``200`` with that
+finished upload instead (contract version 3, "content already held"): nothing is sent twice.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -19,9 +16,9 @@ from aiohttp import web
 from ._core import Core, idempotent_post, refuse_unknown
 from ._errors import ApiError, invalid, json_response
 from ._idempotency import Answer
-from ._multipart import assemble, init_answer, wants_parts
+from ._multipart import init_answer, wants_parts
 from ._signing import signed_query
-from ._state import Media, Upload
+from ._state import Upload
 from ._wire import new_id, rfc3339
 
 # Patterns shared with the OpenAPI document (ECMA-262 and Python agree on these).
@@ -33,7 +30,6 @@ _SHA256 = re.compile(SHA256_PATTERN)
 _CONTENT_TYPE = re.compile(CONTENT_TYPE_PATTERN)
 _FILENAME = re.compile(FILENAME_PATTERN)
 _INIT_FIELDS = ("filename", "content_type", "size", "sha256")
-_COMPLETE_FIELDS = ("upload_id", "sha256", "parts")
 
 
 async def init_upload(request: web.Request) -> web.Response:
@@ -41,12 +37,8 @@ async def init_upload(request: web.Request) -> web.Response:
     return await idempotent_post(request, _init)
 
 
-async def complete_upload(request: web.Request) -> web.Response:
-    """Handle ``POST /api/media/upload/complete``."""
-    return await idempotent_post(request, _complete)
-
-
-def _sha256(body: dict[str, Any]) -> str | None:
+def sha256_field(body: dict[str, Any]) -> str | None:
+    """The body's optional ``sha256`` in lower case; 422 unless 64 hexadecimal characters."""
     value = body.get("sha256")
     if value is None:
         return None
@@ -85,7 +77,7 @@ async def _init(core: Core, body: dict[str, Any]) -> Answer:
     if not isinstance(content_type, str) or not _CONTENT_TYPE.fullmatch(content_type):
         raise invalid("content_type", "content_type is required: a media type like image/png")
     size = _check_size(body.get("size"), core.settings.max_upload_size)
-    sha256 = _sha256(body)
+    sha256 = sha256_field(body)
     held = None if sha256 is None else core.state.held.get((sha256, size))
     if held is not None:
         core.stats.uploads_deduplicated += 1
@@ -111,73 +103,3 @@ async def _init(core: Core, body: dict[str, Any]) -> Answer:
             status=201,
         )
     )
-
-
-async def _complete(core: Core, body: dict[str, Any]) -> Answer:
-    refuse_unknown(body, _COMPLETE_FIELDS)
-    upload_id = body.get("upload_id")
-    if not isinstance(upload_id, str) or not upload_id:
-        raise invalid("upload_id", "upload_id is required: the id returned by upload/init")
-    given = _sha256(body)
-    upload = core.state.uploads.get(upload_id)
-    if upload is None:
-        raise ApiError(
-            404, f"no upload {upload_id!r}; start one with upload/init", field="upload_id"
-        )
-    if upload.media_ref is not None:
-        return Answer(_completed_again(core, upload, given))
-    if core.clock() > upload.expires_at:
-        raise ApiError(
-            410,
-            f"upload {upload_id!r} expired at {rfc3339(upload.expires_at)}; "
-            "start a new one with upload/init",
-            field="upload_id",
-        )
-    await assemble(core, upload, body)
-    _check_stored(core, upload, given)
-    media = Media(
-        new_id("mref"), upload.filename, upload.content_type, upload.size, upload.put_sha256 or ""
-    )
-    os.replace(core.upload_file(upload_id), core.media_file(media.media_ref))
-    upload.media_ref = media.media_ref
-    core.state.save_media(media)
-    core.state.save_upload(upload)
-    core.stats.uploads_completed += 1
-    return Answer(json_response(media.public()))
-
-
-def _check_stored(core: Core, upload: Upload, given: str | None) -> None:
-    stored = core.upload_file(upload.upload_id)
-    if upload.put_sha256 is None or not stored.exists():
-        raise ApiError(
-            409,
-            f"upload {upload.upload_id!r} has no complete PUT yet; PUT exactly "
-            f"{upload.size} bytes to the upload_url first",
-            field="upload_id",
-        )
-    if stored.stat().st_size != upload.size:
-        raise ApiError(
-            409,
-            f"stored size {stored.stat().st_size} does not match the declared size {upload.size}",
-            field="size",
-        )
-    for expected in (upload.sha256, given):
-        if expected is not None and expected != upload.put_sha256:
-            raise ApiError(
-                409,
-                f"the stored bytes have sha256 {upload.put_sha256}, not "
-                f"{expected}; PUT the file again",
-                field="sha256",
-            )
-
-
-def _completed_again(core: Core, upload: Upload, given: str | None) -> web.Response:
-    media = core.state.media[upload.media_ref or ""]
-    if upload.put_sha256 != media.sha256 or given not in (None, media.sha256):
-        raise ApiError(
-            409,
-            f"upload {upload.upload_id!r} was already completed with different "
-            "data; start a new upload",
-            field="upload_id",
-        )
-    return json_response(media.public())

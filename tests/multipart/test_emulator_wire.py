@@ -197,8 +197,8 @@ async def test_complete_before_every_part_is_stored_is_409(api: Api) -> None:
     record = api.emulator.core.multipart.records[ticket["upload_id"]]
     del record.parts["2"]
     reply = await api.post(COMPLETE, {"upload_id": ticket["upload_id"], "parts": listed})
-    assert reply.status == 409
-    assert "part 2 of 3 was not sent" in reply.body["error"]["message"]
+    assert (reply.status, reply.body["error"]["code"]) == (409, "invalid_part")
+    assert "part 2 is not held by storage" in reply.body["error"]["message"]
 
 
 async def test_complete_after_expiry_is_410(api: Api, clock: FakeClock) -> None:
