@@ -20,6 +20,7 @@ from ._faults import Faults
 from ._models import Catalogue
 from ._ratelimit import RateLimit
 from ._stats import EmulatorStats
+from ._wire import exact_credits
 
 if TYPE_CHECKING:
     from gateway_async import Gateway
@@ -77,7 +78,7 @@ class Emulator:
             multipart_part_size,
         )
         self._data_dir = None if data_dir is None else Path(data_dir)
-        self._initial_balance = initial_balance
+        self._initial_balance = exact_credits(initial_balance, "initial_balance")
         self._faults = faults
         self._rate_limit = rate_limit
         self._catalogue = Catalogue(extra_models)
@@ -170,8 +171,8 @@ class Emulator:
         self.core.faults.configure(faults)
 
     def set_balance(self, balance: Decimal) -> None:
-        """Set the wallet balance."""
-        self.core.state.set_balance(balance)
+        """Set the wallet balance (ValueError unless finite with at most 4 decimals)."""
+        self.core.state.set_balance(exact_credits(balance, "balance"))
 
     def media_path(self, media_ref: str | HasMediaRef) -> Path:
         """Where the bytes of a completed upload are stored (KeyError if unknown); takes

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from ._errors import invalid
 from ._schema import MEDIA_REF_FORMAT
+from ._wire import parse_credits
 
 ENGINES = ("echo", "text", "image")
 VECTOR_MODES = ("index", "search")
@@ -102,10 +103,9 @@ def model_from_dict(raw: Mapping[str, Any]) -> ModelSpec:
         raise ValueError(f"a model needs a non-empty slug and an engine in {ENGINES}: {raw!r}")
     default_modes = ("execute",) if engine == "echo" else ("execute", *VECTOR_MODES)
     modes = tuple(raw.get("modes", default_modes))
-    try:
-        price = Decimal(str(raw.get("price_per_run", DEFAULT_PRICE)))
-    except InvalidOperation as exc:
-        raise ValueError(f"price_per_run of {slug!r} is not a decimal") from exc
+    price = parse_credits(str(raw.get("price_per_run", DEFAULT_PRICE)), f"model {slug!r}'s price")
+    if price < 0:
+        raise ValueError(f"model {slug!r}'s price must not be negative, got {price}")
     allowed = raw.get("allowed_keys")
     return ModelSpec(
         slug=slug,

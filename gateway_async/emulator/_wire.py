@@ -18,7 +18,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 CREDITS_QUANTUM = Decimal("0.0001")
@@ -84,6 +84,32 @@ def parse_rfc3339(text: str) -> float | None:
 def credits(amount: Decimal) -> str:
     """Credits as the contract's decimal string with four places: ``"0.0010"``."""
     return str(amount.quantize(CREDITS_QUANTUM))
+
+
+def exact_credits(value: Decimal, what: str) -> Decimal:
+    """``value`` when it is a finite amount of credits with at most four decimal places;
+    ValueError naming ``what`` otherwise. Every price, balance and charge passes here, so a
+    reply's ``usage.credits``, the wallet and the usage summary add up the same numbers
+    (a price of 0.00005 was answered ``"0.0000"`` while the wallet dropped it)."""
+    try:
+        exact = value.is_finite() and value.quantize(CREDITS_QUANTUM) == value
+    except InvalidOperation:  # more digits than a Decimal holds (1e400)
+        exact = False
+    if not exact:
+        raise ValueError(
+            f"{what} must be a finite number of credits with at most 4 decimal places "
+            f"(e.g. 12.5000), got {value}"
+        )
+    return value
+
+
+def parse_credits(text: str, what: str) -> Decimal:
+    """:func:`exact_credits` of a decimal string (ValueError naming ``what`` if it is not)."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{what} must be a decimal number of credits, got {text!r}") from None
+    return exact_credits(value, what)
 
 
 def printable(text: str) -> str:

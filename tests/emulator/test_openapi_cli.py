@@ -102,10 +102,9 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 
 
 def test_bad_cli_values_exit_2() -> None:
-    for argv in (["--faults", "503=9"], ["--balance", "lots"]):
-        with pytest.raises(SystemExit) as info:
-            main(argv)
-        assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["--faults", "503=9"])
+    assert info.value.code == 2
 
 
 def test_the_emulator_imports_nothing_from_the_sdk() -> None:
