@@ -4,8 +4,9 @@ One middleware wraps every API request, in this order: count the route, draw its
 (latency, 503/429, reset before), authenticate, rate-limit, run the handler, then apply
 the after-faults (reset after executing, truncated JSON). Every answer gets an
 ``X-Request-Id``, and any error becomes the contract's envelope: an :class:`ApiError` or
-aiohttp's own HTTP errors keep their 4xx status, and anything unexpected is logged and
-answered ``500 internal_error`` (never a bare text/plain 500).
+aiohttp's own HTTP errors keep their 4xx status, and anything unexpected is logged with its
+traceback and answered ``500 internal_error`` (never a bare text/plain 500). A client that
+disconnects is not an error: one debug line.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         message = f"{request.method} {request.path}: {exc.reason}"
         response = ApiError(exc.status, message, headers=allow).response()
+    except ConnectionError:  # the client went away: nothing failed, nobody reads an answer
+        LOG.debug("client disconnected: %s %s (%s)", request.method, request.path, request_id)
+        response = web.Response(status=400)
     except Exception:
         LOG.exception(
             "unexpected error answering %s %s (%s)", request.method, request.path, request_id
@@ -75,6 +79,8 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         message = f"the emulator failed to answer this request; see its log for {request_id}"
         response = ApiError(500, message).response()
     response.headers[REQUEST_ID] = request_id
+    if response.status == 408:  # the rest of a stalled body is not worth waiting for
+        response.force_close()
     return response
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 
 from ._auth import Auth
+from ._body import read_body
 from ._db import Db
 from ._embed import embed_file
 from ._errors import ApiError
@@ -40,6 +40,7 @@ class Settings:
     clock: Clock
     multipart_threshold: int | None = None  # None: a version-1 server (never answers parts)
     part_size: int = 64 * 1024**2
+    idle_timeout: float = 60.0  # seconds a request's headers or body may stall
 
 
 class Core:
@@ -117,10 +118,7 @@ def credential(request: web.Request) -> str:
 async def read_object(request: web.Request) -> tuple[bytes, dict[str, Any]]:
     """The raw body and its JSON object: 400 when it is not (strict) JSON or not an object,
     422 naming the field that holds a lone surrogate."""
-    try:
-        raw = await request.read()
-    except RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a plain body
-        raise ApiError(400, f"the request body could not be read: {exc.args[0]}") from None
+    raw = await read_body(request, request.app[CORE].settings.idle_timeout)
     try:
         body = loads(raw)
     except JsonRefused as exc:

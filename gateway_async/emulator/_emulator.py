@@ -61,9 +61,11 @@ class Emulator:
         extra_models: Iterable[Mapping[str, Any]] = (),
         multipart_threshold: int | None = None,
         multipart_part_size: int = 64 * 1024**2,
+        idle_timeout: float = 60.0,
     ) -> None:
         """``multipart_threshold``: uploads of more bytes than this get parts of
-        ``multipart_part_size`` (at least 5 MiB) instead of one URL; None: version 1 only."""
+        ``multipart_part_size`` (at least 5 MiB) instead of one URL; None: version 1 only.
+        ``idle_timeout``: seconds a request's headers may take, or its body may stall."""
         keys = tuple(api_keys)
         if not keys:
             raise ValueError("Emulator needs at least one API key")
@@ -76,6 +78,7 @@ class Emulator:
             clock,
             multipart_threshold,
             multipart_part_size,
+            idle_timeout,
         )
         self._data_dir = None if data_dir is None else Path(data_dir)
         self._initial_balance = exact_credits(initial_balance, "initial_balance")
@@ -125,15 +128,21 @@ class Emulator:
             initial_balance=self._initial_balance,
         )
         try:
-            self.storage_url = await self._serve(build_storage_app(core), self._storage_port)
+            storage = build_storage_app(core)
+            self.storage_url = await self._serve(storage, self._storage_port)
             core.storage_url = self.storage_url
-            self.base_url = await self._serve(build_api_app(core), self._port)
+            # The API decodes bodies itself (_body.read_body: 415 for unknown codings).
+            self.base_url = await self._serve(
+                build_api_app(core), self._port, auto_decompress=False
+            )
         except BaseException:
             await self.close()
             raise
 
-    async def _serve(self, app: web.Application, port: int) -> str:
-        runner = web.AppRunner(app, access_log=None)
+    async def _serve(self, app: web.Application, port: int, **options: Any) -> str:
+        # The keep-alive timeout also bounds how long a request's headers may take.
+        idle = self._settings.idle_timeout
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=idle, **options)
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, self.host, port)

@@ -42,21 +42,24 @@ _OPTIONS: Schema = {
     "additionalProperties": False,
 }
 _WHY = {
-    400: "The body is not JSON (NaN, Infinity, nesting over 64 levels) or not an object",
+    400: "The body is not UTF-8 JSON (NaN, Infinity, a number beyond a double, nesting over "
+    "64 levels) or not an object",
     401: "No or bad credentials",
     402: "The wallet balance is below the run's price",
     403: "This key may not use this model",
     404: "Unknown model, upload or media_ref",
+    408: "The request body stalled for the idle timeout; the connection is closed",
     409: "Idempotency-Key reused with another body, or an upload that cannot complete",
     410: "The upload expired",
     413: "Declared or sent size above the limit",
+    415: "A Content-Encoding other than gzip or deflate",
     422: "A field is missing, of the wrong type, or not allowed (details.field names it)",
     429: "Too many requests; retry after Retry-After seconds",
     500: "Unexpected server error (safe to retry idempotent calls)",
     503: "Temporarily unavailable (safe to retry idempotent calls)",
 }
 _ALWAYS = (429, 500, 503)
-_POSTED = (400, 401, 409, 413, 422)
+_POSTED = (400, 401, 408, 409, 413, 415, 422)
 
 
 def _ref(name: str) -> Schema:

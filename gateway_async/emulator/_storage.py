@@ -92,7 +92,10 @@ async def serve_put(request: web.Request, resolve: Resolve) -> web.Response:
             return web.Response(status=500)
         etag = target.stored(await _store(core, request, target))
     except StorageError as exc:
-        return exc.response()
+        response = exc.response()
+        if exc.code == "RequestTimeout":  # the rest of a stalled body is not worth waiting for
+            response.force_close()
+        return response
     return web.Response(status=200, headers={"ETag": etag})
 
 
@@ -162,13 +165,27 @@ def _check_length(core: Core, request: web.Request, expected: int) -> int:
     return length
 
 
+async def _next_chunk(request: web.Request, idle_timeout: float) -> bytes:
+    """Up to CHUNK more bytes (b"" at the end); S3's RequestTimeout when the body stalls."""
+    try:
+        async with asyncio.timeout(idle_timeout):
+            return await request.content.read(CHUNK)
+    except TimeoutError:
+        raise StorageError(
+            400,
+            "RequestTimeout",
+            "Your socket connection to the server was not read from or written to within "
+            "the timeout period.",
+        ) from None
+
+
 async def _store(core: Core, request: web.Request, target: Target) -> str:
     """Stream the body to disk; on success move it into place and return its sha256."""
     temp = core.media_root / "tmp" / new_id("put")
     digest, received = hashlib.sha256(), 0
     try:
         with temp.open("wb") as out:
-            async for chunk in request.content.iter_chunked(CHUNK):
+            while chunk := await _next_chunk(request, core.settings.idle_timeout):
                 received += len(chunk)
                 core.stats.bytes_received += len(chunk)
                 digest.update(chunk)

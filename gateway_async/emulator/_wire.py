@@ -16,6 +16,7 @@ import json
 import math
 import re
 import secrets
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -23,6 +24,7 @@ from typing import Any
 
 CREDITS_QUANTUM = Decimal("0.0001")
 MAX_DEPTH = 64
+_MAX_DOUBLE = sys.float_info.max
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
@@ -133,14 +135,14 @@ def _no_constant(name: str) -> Any:
 
 def loads(raw: bytes) -> Any:
     """Parse a request body strictly (see the module docstring); :class:`JsonRefused` if not."""
-    try:
-        value = json.loads(raw, parse_constant=_no_constant)
+    try:  # UTF-8 only: json.loads(bytes) would also read UTF-16 and UTF-32
+        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except RecursionError:
         raise JsonRefused(f"the JSON is nested more than {MAX_DEPTH} levels deep") from None
     except JsonRefused:
         raise
-    except ValueError:
-        raise JsonRefused("the request body is not valid JSON (UTF-8)") from None
+    except ValueError:  # UnicodeDecodeError included
+        raise JsonRefused("the request body is not valid JSON in UTF-8") from None
     check_value(value)
     return value
 
@@ -151,7 +153,7 @@ def check_value(value: Any) -> None:
     for path, depth, item in _walk(value):
         if depth > MAX_DEPTH:
             raise JsonRefused(f"the JSON is nested more than {MAX_DEPTH} levels deep")
-        if isinstance(item, float) and not math.isfinite(item):  # 1e400 parses as inf
+        if _overflows(item):
             raise JsonRefused(f"{printable(path) or 'a number'} is too large for a JSON number")
         if isinstance(item, str) and _SURROGATE.search(item):
             where = path or "the body"
@@ -160,6 +162,14 @@ def check_value(value: Any) -> None:
                 "send valid UTF-8",
                 field=printable(path) if path else None,
             )
+
+
+def _overflows(item: Any) -> bool:
+    """A number no double holds: 1e400 parses as inf, and an integer literal of 309 digits
+    as an int, which no JSON peer could read back as a number."""
+    if isinstance(item, float):
+        return not math.isfinite(item)
+    return isinstance(item, int) and not isinstance(item, bool) and abs(item) > _MAX_DOUBLE
 
 
 def _walk(value: Any) -> Iterator[tuple[str, int, Any]]:

@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="part size of multipart uploads (at least 5MiB; default 64MiB)",
     )
     parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="close a request whose headers take, or whose body stalls, this long (default 60)",
+    )
+    parser.add_argument(
         "--allow-remote", action="store_true", help="allow binding an address other than loopback"
     )
     return parser
@@ -140,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         faults=args.faults,
         multipart_threshold=args.multipart_threshold,
         multipart_part_size=args.multipart_part_size,
+        idle_timeout=args.idle_timeout,
     )
     try:
         asyncio.run(_serve(emulator))
