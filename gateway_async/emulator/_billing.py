@@ -7,20 +7,20 @@ from decimal import Decimal
 
 from aiohttp import web
 
-from ._core import CORE, Core
+from ._core import Core, core_of
 from ._errors import invalid, json_response
 from ._wire import credits, parse_rfc3339, rfc3339
 
-WORKSPACE_ID = "ws_emulator"
 DEFAULT_WINDOW = 30 * 24 * 3600.0
 
 
 async def wallet(request: web.Request) -> web.Response:
-    """The workspace wallet."""
-    state = request.app[CORE].state
+    """The caller's workspace wallet."""
+    core = core_of(request)
+    state = core.state
     return json_response(
         {
-            "workspace_id": WORKSPACE_ID,
+            "workspace_id": core.name,
             "balance": credits(state.balance),
             "currency": "credits",
             "updated_at": rfc3339(state.updated_at),
@@ -50,7 +50,7 @@ def _window(core: Core, request: web.Request) -> tuple[float, float]:
 
 async def usage_summary(request: web.Request) -> web.Response:
     """Runs and credits per model within ``[start, end]``."""
-    core = request.app[CORE]
+    core = core_of(request)
     start, end = _window(core, request)
     runs: defaultdict[str, int] = defaultdict(int)
     spent: defaultdict[str, Decimal] = defaultdict(Decimal)

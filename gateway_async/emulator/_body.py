@@ -75,7 +75,7 @@ def _inflate(raw: bytes, coding: str) -> bytes:
             raise _too_large()
         if inflater.eof and not inflater.unused_data:
             return body
-    raise ApiError(400, f"the request body is not valid {coding} data", field="Content-Encoding")
+    raise ApiError(400, f"the request body is not valid {coding} data; send it as is or compressed")
 
 
 def _too_large() -> ApiError:

@@ -19,9 +19,10 @@ TABLES = ("meta", "uploads", "media", "usage", "idempotency", "vectors", "multip
 
 
 class Db:
-    """A tiny key/value store over SQLite."""
+    """A tiny key/value store over SQLite; :meth:`scoped` gives one workspace's view."""
 
     def __init__(self, path: Path | None) -> None:
+        self._prefix = ""
         self._conn = sqlite3.connect(
             ":memory:" if path is None else str(path), isolation_level=None
         )
@@ -30,15 +31,33 @@ class Db:
         for table in TABLES:
             self._conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (k TEXT PRIMARY KEY, v TEXT)")
 
+    def scoped(self, name: str) -> Db:
+        """The same database seen by one workspace: its keys are stored as ``name/key``, so
+        no workspace can load, overwrite or delete another's records."""
+        view = Db.__new__(Db)
+        view._conn, view._prefix = self._conn, f"{self._prefix}{name}/"
+        return view
+
+    def adopt_legacy(self, name: str) -> None:
+        """Give the records of a data dir written before workspaces existed (keys without a
+        ``/``; the storage secret stays shared) to workspace ``name``."""
+        with self.transaction():
+            for table in TABLES:
+                self._conn.execute(
+                    f"UPDATE {table} SET k = ? || k WHERE instr(k, '/') = 0 AND k != 'secret'",
+                    (f"{name}/",),
+                )
+
     def put(self, table: str, key: str, value: Mapping[str, Any]) -> None:
         """Insert or replace one record."""
         self._conn.execute(
-            f"INSERT OR REPLACE INTO {table} (k, v) VALUES (?, ?)", (key, json.dumps(value))
+            f"INSERT OR REPLACE INTO {table} (k, v) VALUES (?, ?)",
+            (self._prefix + key, json.dumps(value)),
         )
 
     def delete(self, table: str, key: str) -> None:
         """Remove one record if present."""
-        self._conn.execute(f"DELETE FROM {table} WHERE k = ?", (key,))
+        self._conn.execute(f"DELETE FROM {table} WHERE k = ?", (self._prefix + key,))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -52,9 +71,13 @@ class Db:
         self._conn.execute("COMMIT")
 
     def load(self, table: str) -> dict[str, dict[str, Any]]:
-        """Every record of a table, in insertion order."""
-        rows = self._conn.execute(f"SELECT k, v FROM {table} ORDER BY rowid")
-        return {key: json.loads(value) for key, value in rows}
+        """Every record of a table in this view, in insertion order (keys unprefixed)."""
+        start = len(self._prefix)
+        rows = self._conn.execute(
+            f"SELECT k, v FROM {table} WHERE substr(k, 1, ?) = ? ORDER BY rowid",
+            (start, self._prefix),
+        )
+        return {key[start:]: json.loads(value) for key, value in rows}
 
     def close(self) -> None:
         """Close the connection."""

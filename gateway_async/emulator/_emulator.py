@@ -3,6 +3,7 @@ counters and a few test controls (faults, balance, where media bytes live)."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import web
 
 from ._app import build_api_app, build_storage_app
-from ._core import Core, Settings
+from ._core import Core, Hub, Settings
 from ._db import Db
 from ._faults import Faults
 from ._models import Catalogue
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from gateway_async import Gateway
 
 DEFAULT_API_KEY = "gw_local_dev_key"
+DEFAULT_WORKSPACE = "ws_emulator"
 
 
 class HasMediaRef(Protocol):
@@ -62,16 +64,17 @@ class Emulator:
         multipart_threshold: int | None = None,
         multipart_part_size: int = 64 * 1024**2,
         idle_timeout: float = 60.0,
+        workspaces: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         """``multipart_threshold``: uploads of more bytes than this get parts of
         ``multipart_part_size`` (at least 5 MiB) instead of one URL; None: version 1 only.
-        ``idle_timeout``: seconds a request's headers may take, or its body may stall."""
-        keys = tuple(api_keys)
-        if not keys:
-            raise ValueError("Emulator needs at least one API key")
+        ``idle_timeout``: seconds a request's headers may take, or its body may stall.
+        ``workspaces``: ``{"ws_a": ["key_a"], ...}``, each with its own wallet, usage,
+        uploads, media, index and idempotency store; without it, ``api_keys`` share one
+        workspace, ``ws_emulator``."""
         self.host, self._port, self._storage_port = host, port, storage_port
         self._settings = Settings(
-            keys,
+            _workspaces(tuple(api_keys), workspaces),
             tuple(browser_tokens),
             max_upload_size,
             upload_ttl,
@@ -85,7 +88,7 @@ class Emulator:
         self._faults = faults
         self._rate_limit = rate_limit
         self._catalogue = Catalogue(extra_models)
-        self._core: Core | None = None
+        self._hub: Hub | None = None
         self._db: Db | None = None
         self._temp: tempfile.TemporaryDirectory[str] | None = None
         self._runners: list[web.AppRunner] = []
@@ -94,15 +97,24 @@ class Emulator:
 
     @property
     def api_key(self) -> str:
-        """The first configured API key."""
+        """The first configured API key (of the first workspace)."""
         return self._settings.api_keys[0]
 
     @property
-    def core(self) -> Core:
+    def hub(self) -> Hub:
         """The running emulator's shared state (RuntimeError before ``start()``)."""
-        if self._core is None:
+        if self._hub is None:
             raise RuntimeError("the emulator is not running: call start() first")
-        return self._core
+        return self._hub
+
+    @property
+    def core(self) -> Core:
+        """The first workspace (and, through it, the shared state)."""
+        return self.hub.default
+
+    def workspace(self, name: str) -> Core:
+        """One workspace's stores, by name (KeyError if there is no such workspace)."""
+        return self.hub.workspaces[name]
 
     @property
     def stats(self) -> EmulatorStats:
@@ -118,7 +130,7 @@ class Emulator:
             self._data_dir.mkdir(parents=True, exist_ok=True)
             root, db_path = self._data_dir, self._data_dir / "state.sqlite3"
         self._db = Db(db_path)
-        self._core = core = Core(
+        self._hub = hub = Hub(
             self._settings,
             root=root,
             db=self._db,
@@ -128,13 +140,12 @@ class Emulator:
             initial_balance=self._initial_balance,
         )
         try:
-            storage = build_storage_app(core)
+            storage = build_storage_app(hub.default)
             self.storage_url = await self._serve(storage, self._storage_port)
-            core.storage_url = self.storage_url
+            hub.storage_url = self.storage_url
             # The API decodes bodies itself (_body.read_body: 415 for unknown codings).
-            self.base_url = await self._serve(
-                build_api_app(core), self._port, auto_decompress=False
-            )
+            api = build_api_app(hub.default)
+            self.base_url = await self._serve(api, self._port, auto_decompress=False)
         except BaseException:
             await self.close()
             raise
@@ -179,20 +190,54 @@ class Emulator:
         """Replace the fault configuration (the generator restarts from its seed)."""
         self.core.faults.configure(faults)
 
-    def set_balance(self, balance: Decimal) -> None:
-        """Set the wallet balance (ValueError unless finite with at most 4 decimals)."""
-        self.core.state.set_balance(exact_credits(balance, "balance"))
+    def set_balance(self, balance: Decimal, workspace: str | None = None) -> None:
+        """Set a workspace's wallet balance (the first workspace's by default); ValueError
+        unless finite with at most 4 decimals."""
+        core = self.core if workspace is None else self.workspace(workspace)
+        core.state.set_balance(exact_credits(balance, "balance"))
 
     def media_path(self, media_ref: str | HasMediaRef) -> Path:
         """Where the bytes of a completed upload are stored (KeyError if unknown); takes
         the SDK's ``MediaRef`` as well as its string."""
         media_ref = ref_string(media_ref)
-        if media_ref not in self.core.state.media:
+        if not any(media_ref in ws.state.media for ws in self.hub.workspaces.values()):
             raise KeyError(media_ref)
         return self.core.media_file(media_ref)
 
     def client(self, **kwargs: Any) -> Gateway:
-        """A ``gateway_async.Gateway`` bound to this emulator and its first API key."""
+        """A ``gateway_async.Gateway`` bound to this emulator, with its first API key unless
+        ``api_key=`` names another (another workspace's, say)."""
         from gateway_async import Gateway
 
-        return Gateway(api_key=self.api_key, base_url=self.base_url, **kwargs)
+        kwargs.setdefault("api_key", self.api_key)
+        return Gateway(base_url=self.base_url, **kwargs)
+
+
+WORKSPACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _workspaces(
+    api_keys: tuple[str, ...], workspaces: Mapping[str, Iterable[str]] | None
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The workspaces and their keys (ValueError naming what is wrong)."""
+    if workspaces is None:
+        if not api_keys:
+            raise ValueError("Emulator needs at least one API key")
+        return ((DEFAULT_WORKSPACE, api_keys),)
+    if api_keys != (DEFAULT_API_KEY,):
+        raise ValueError("give Emulator api_keys or workspaces, not both")
+    named = tuple((name, tuple(keys)) for name, keys in workspaces.items())
+    seen: set[str] = set()
+    for name, keys in named or (("", ()),):
+        if not WORKSPACE_NAME.fullmatch(name):
+            raise ValueError(
+                f"workspace name {name!r}: 1 to 64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        if not keys:
+            raise ValueError(f"workspace {name!r} needs at least one API key")
+        for key in keys:
+            if key in seen:
+                raise ValueError("an API key belongs to one workspace; one is listed twice")
+            seen.add(key)
+    return named

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ._core import CORE, Core, idempotent_post, refuse_unknown
+from ._core import Core, core_of, idempotent_post, refuse_unknown
 from ._errors import ApiError, invalid, json_response
 from ._idempotency import Answer
 from ._multipart_state import MultipartRecord, plan_part_size
@@ -59,7 +59,7 @@ def _part_urls(
     for number in numbers:
         path = f"/storage/{record.upload_id}/parts/{number}"
         size = record.part_length(number) or 0
-        query = signed_query(core.state.secret, path, expires, size)
+        query = signed_query(core.secret, path, expires, size)
         urls.append({"part_number": number, "upload_url": f"{core.storage_url}{path}?{query}"})
     return urls
 
@@ -98,7 +98,7 @@ def refuse_expired(core: Core, upload: Upload, *, deadline: bool = True) -> None
 
 async def show_upload(request: web.Request) -> web.Response:
     """Handle ``GET /api/media/upload/{upload_id}``: the parts storage holds."""
-    core = request.app[CORE]
+    core = core_of(request)
     upload = _upload_or_404(core, request.match_info["upload_id"])
     record = core.multipart.records.get(upload.upload_id)
     return json_response(

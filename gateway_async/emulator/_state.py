@@ -10,7 +10,6 @@ is charged only in :meth:`State.settle`, in one transaction with its idempotency
 from __future__ import annotations
 
 import dataclasses
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -85,12 +84,9 @@ class State:
         meta = db.load("meta")
         if "wallet" not in meta:
             meta["wallet"] = {"balance": str(initial_balance), "updated_at": clock()}
-            meta["secret"] = {"hex": secrets.token_hex(32)}
-            for key, value in meta.items():
-                db.put("meta", key, value)
+            db.put("meta", "wallet", meta["wallet"])
         self.balance = Decimal(meta["wallet"]["balance"])
         self.updated_at: float = meta["wallet"]["updated_at"]
-        self.secret = bytes.fromhex(meta["secret"]["hex"])
         self.uploads = _restore(Upload, db.load("uploads"))
         self.media = _restore(Media, db.load("media"))
         # Contract version 3: (sha256, size) -> the first completed media with those bytes.

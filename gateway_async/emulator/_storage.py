@@ -117,9 +117,10 @@ def _authorise(core: Core, request: web.Request, resolve: Resolve) -> Target:
             "Gateway credentials must never be sent to "
             "storage: send only the headers returned by upload/init",
         )
-    upload = core.state.uploads.get(request.match_info["upload_id"])
-    target = None if upload is None else resolve(core, request, upload)
-    expires = None if target is None else verify(core.state.secret, request.raw_path, target.size)
+    found = core.hub.find_upload(request.match_info["upload_id"])
+    upload = None if found is None else found[1]
+    target = None if found is None else resolve(found[0], request, found[1])
+    expires = None if target is None else verify(core.secret, request.raw_path, target.size)
     if upload is None or target is None or expires is None:
         raise StorageError(
             403,

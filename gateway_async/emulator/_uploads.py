@@ -90,7 +90,7 @@ async def _init(core: Core, body: dict[str, Any]) -> Answer:
     if wants_parts(core, size):
         return Answer(init_answer(core, upload))
     path = f"/storage/{upload.upload_id}"
-    query = signed_query(core.state.secret, path, expires, size)
+    query = signed_query(core.secret, path, expires, size)
     return Answer(
         json_response(
             {

@@ -44,6 +44,21 @@ def _faults(text: str) -> Faults:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _workspaces(pairs: list[str] | None, api_keys: list[str] | None) -> dict[str, list[str]] | None:
+    """``--workspace NAME=KEY`` flags grouped by name (ValueError naming the bad one)."""
+    if not pairs:
+        return None
+    if api_keys:
+        raise ValueError("--api-key and --workspace do not mix: give every key a workspace")
+    workspaces: dict[str, list[str]] = {}
+    for pair in pairs:
+        name, sep, key = pair.partition("=")
+        if not sep or not name or not key:
+            raise ValueError(f"--workspace {pair!r}: expected NAME=KEY")
+        workspaces.setdefault(name, []).append(key)
+    return workspaces
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The emulator's argument parser."""
     parser = argparse.ArgumentParser(
@@ -58,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="api_keys",
         metavar="KEY",
         help=f"accepted API key, repeatable (default {DEFAULT_API_KEY})",
+    )
+    parser.add_argument(
+        "--workspace",
+        action="append",
+        dest="workspaces",
+        metavar="NAME=KEY",
+        help="a workspace and one of its API keys, repeatable (separate wallets, uploads, "
+        "media, indexes, usage); instead of --api-key",
     )
     parser.add_argument("--data-dir", help="keep media and state here across restarts")
     parser.add_argument("--faults", type=_faults, help='e.g. "503=0.1,429=0.05,latency=0-0.02"')
@@ -119,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the emulator until interrupted; the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:  # money flags: one line naming the flag (not argparse's usage), exit 2
+    try:  # one line naming the flag (not argparse's usage), exit 2
         balance = parse_credits(args.balance, "--balance")
+        workspaces = _workspaces(args.workspaces, args.api_keys)
     except ValueError as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 2
@@ -137,18 +161,23 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-    emulator = Emulator(
-        host=args.host,
-        port=args.port,
-        storage_port=args.storage_port,
-        api_keys=args.api_keys or (DEFAULT_API_KEY,),
-        data_dir=args.data_dir,
-        initial_balance=balance,
-        faults=args.faults,
-        multipart_threshold=args.multipart_threshold,
-        multipart_part_size=args.multipart_part_size,
-        idle_timeout=args.idle_timeout,
-    )
+    try:  # e.g. a workspace name the emulator refuses
+        emulator = Emulator(
+            host=args.host,
+            port=args.port,
+            storage_port=args.storage_port,
+            api_keys=args.api_keys or (DEFAULT_API_KEY,),
+            workspaces=workspaces,
+            data_dir=args.data_dir,
+            initial_balance=balance,
+            faults=args.faults,
+            multipart_threshold=args.multipart_threshold,
+            multipart_part_size=args.multipart_part_size,
+            idle_timeout=args.idle_timeout,
+        )
+    except ValueError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(_serve(emulator))
     except OSError as exc:
