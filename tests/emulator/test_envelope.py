@@ -216,3 +216,25 @@ async def test_a_stalled_storage_put_is_request_timeout(
     assert answer.startswith(b"HTTP/1.1 400")
     assert b"<Code>RequestTimeout</Code>" in answer
     assert impatient.core.state.uploads[api_reply["upload_id"]].put_sha256 is None
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(b"GET /api/billing/wallet HTTP/1.1\r\nX-A: a\x00b\r\n\r\n", id="nul"),
+        pytest.param(b"GET /api/billing/wallet BOGUS\r\nHost: x\r\n\r\n", id="request-line"),
+    ],
+)
+async def test_what_aiohttp_answers_before_any_handler(emu: Emulator, head: bytes) -> None:
+    """Documented in docs/emulator.md: no request is formed, so aiohttp's plain 400 it is
+    (no envelope, no request id); this test notices if that ever changes."""
+    reader, writer = await raw_request(emu.base_url, head)
+    try:
+        answer = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.0 400 Bad Request"
+    assert b"Content-Type: text/plain" in rest
+    assert b"X-Request-Id" not in rest
+    assert emu.stats.requests_by_route == {}  # no handler or middleware ran
