@@ -50,7 +50,7 @@ _WHY = {
     404: "Unknown model, upload or media_ref",
     408: "The request body stalled for the idle timeout; the connection is closed",
     409: "Idempotency-Key reused with another body, or an upload that cannot complete",
-    410: "The upload expired",
+    410: "The upload expired (final: parts and complete answer 410 from then on)",
     413: "Declared or sent size above the limit",
     415: "A Content-Encoding other than gzip or deflate",
     422: "A field is missing, of the wrong type, or not allowed (details.field names it)",
@@ -352,7 +352,7 @@ def paths() -> Schema:
             "post": _op(
                 "Re-sign part URLs of a multipart upload",
                 (200, "PartUrls"),
-                (*_POSTED, 404),
+                (*_POSTED, 404, 410),
                 body="PartsRefresh",
             )
         },

@@ -238,3 +238,14 @@ async def test_what_aiohttp_answers_before_any_handler(emu: Emulator, head: byte
     assert b"Content-Type: text/plain" in rest
     assert b"X-Request-Id" not in rest
     assert emu.stats.requests_by_route == {}  # no handler or middleware ran
+
+
+async def test_the_openapi_document_states_the_new_answers(api: Api) -> None:
+    document = (await api.get("/api/openapi.json")).body
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if method == "post":
+                assert {"408", "415"} <= set(operation["responses"]), path
+    assert "410" in document["paths"]["/api/media/upload/parts"]["post"]["responses"]
+    codes = document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
+    assert {"invalid_part", "unsupported_encoding", "request_timeout"} <= set(codes["code"]["enum"])
