@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ._billing import usage_summary, wallet
+from ._body import answer_and_close
 from ._complete import complete_upload
 from ._core import CORE, CREDENTIAL, Core
 from ._errors import ApiError
@@ -80,7 +81,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         response = ApiError(500, message).response()
     response.headers[REQUEST_ID] = request_id
     if response.status == 408:  # the rest of a stalled body is not worth waiting for
-        response.force_close()
+        await answer_and_close(request, response)
     return response
 
 

@@ -78,5 +78,14 @@ def _inflate(raw: bytes, coding: str) -> bytes:
     raise ApiError(400, f"the request body is not valid {coding} data; send it as is or compressed")
 
 
+async def answer_and_close(request: web.Request, response: web.StreamResponse) -> None:
+    """Send ``response`` now, then close the connection. For a stalled body: aiohttp would
+    otherwise keep reading it ("lingering") for 10 more seconds before closing."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+
+
 def _too_large() -> ApiError:
     return ApiError(413, f"the request body is larger than {MAX_BODY} bytes (once decoded)")

@@ -22,6 +22,7 @@ from xml.sax.saxutils import escape
 import aiohttp
 from aiohttp import web
 
+from ._body import answer_and_close
 from ._core import CORE, Core
 from ._faults import Decision
 from ._signing import verify
@@ -94,7 +95,7 @@ async def serve_put(request: web.Request, resolve: Resolve) -> web.Response:
     except StorageError as exc:
         response = exc.response()
         if exc.code == "RequestTimeout":  # the rest of a stalled body is not worth waiting for
-            response.force_close()
+            await answer_and_close(request, response)
         return response
     return web.Response(status=200, headers={"ETag": etag})
 
