@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from .._config import NOT_GIVEN, NotGiven
@@ -22,22 +21,17 @@ class Marketplace(Resource):
 
     def __init__(self, transport: Transport) -> None:
         super().__init__(transport)
-        self._models: dict[str, asyncio.Future[MarketplaceModel]] = {}
+        self._models: dict[str, MarketplaceModel] = {}
 
     async def cached_model(self, slug: str) -> MarketplaceModel:
         """``get_model(slug)`` once per client: what the SDK checks inputs against before
-        spending money (``gw.ingest``, a run whose input is not an object). Concurrent
-        callers share one request; a failed fetch is not cached."""
-        found = self._models.get(slug)
-        if found is None:
-            found = asyncio.ensure_future(self.get_model(slug))
-            self._models[slug] = found
-        try:
-            return await asyncio.shield(found)
-        except BaseException:
-            if found.done() and (found.cancelled() or found.exception() is not None):
-                self._models.pop(slug, None)
-            raise
+        spending money (``gw.ingest``, a run whose input is not an object). Only answers
+        are kept (a failure is asked again), and no task is left behind if the caller is
+        cancelled; two first calls at the same moment may both ask."""
+        model = self._models.get(slug)
+        if model is None:
+            model = self._models[slug] = await self.get_model(slug)
+        return model
 
     @traced_pages("gateway.marketplace.list_models")
     async def list_models(
