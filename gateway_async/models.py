@@ -118,6 +118,10 @@ class Run:
     created_at: datetime
     scope: str | None = None
     error: RunError | None = None
+    # Not on the wire: True when the Gateway answered from its record of an earlier call
+    # with the same Idempotency-Key (header ``Idempotent-Replayed``): nothing executed or
+    # was charged this time. Not part of equality: it is the same run.
+    replayed: bool = attrs.field(default=False, eq=False)
 
     @property
     def succeeded(self) -> bool:

@@ -3,8 +3,9 @@
     ds = map_uploads(ds, job="photos-2026-12", path_column="path", actors=4)
     ds = map_runs(ds, job="photos-2026-12", to_request=lambda row: RunRequest(...), actors=4)
 
-The top floor, like user code: this module imports only the public API of
-``gateway_async`` (and ``_identity``'s argument check, shared with the ingest) and the core
+The top floor, like user code: this module imports the public API of ``gateway_async``
+(and, shared with the ingest, ``_identity``'s argument check and the ``_pipeline``
+controls) and the core
 never imports it, so ``import gateway_async`` stays free of
 Ray. The rules it keeps:
 
@@ -14,8 +15,12 @@ Ray. The rules it keeps:
 - Every call made for a row carries an idempotency key derived from ``job`` and the row's
   identity, so a batch that Ray runs again (an actor or node died, a block was lost)
   replays the Gateway's first answers instead of executing and billing twice.
-- Results are columns and failures are rows; only errors that doom every row (401, 402,
-  a client that cannot be configured) stop the job, raised as themselves.
+- Results are columns and failures are rows, and the job completes; only errors that
+  doom every row (401, 403, a client that cannot be configured, a Gateway none of the
+  first calls could reach, ``max_error_fraction`` passed) stop the job.
+- One ledger per map stage, a small named Ray actor (``_pipeline._job``), holds the job's
+  controls for every actor: ``max_spend``, ``requests_per_second``, the pause and AIMD
+  limit after a 429, and the stop after a 402.
 - Credentials given as arguments travel in the plan; credentials from the workers'
   ``GATEWAY_*`` environment are read on the workers only and never enter the plan.
 """
@@ -25,8 +30,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Any, ClassVar, Final, TypeAlias, TypedDict, TypeVar, Unpack
+import uuid
+import warnings
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from decimal import Decimal
+from typing import Any, ClassVar, Final, Literal, TypeAlias, TypedDict, TypeVar, Unpack
 
 import attrs
 
@@ -40,7 +48,10 @@ except ImportError as exc:
     ) from exc
 
 from gateway_async import (
+    APIConnectionError,
+    APITimeoutError,
     AuthenticationError,
+    BudgetExhaustedError,
     ConfigurationError,
     Gateway,
     GatewayError,
@@ -49,16 +60,29 @@ from gateway_async import (
     MediaRef,
     NotAttemptedError,
     PermissionDeniedError,
+    RateLimitError,
     Run,
     RunRequest,
     idempotency_key,
 )
 from gateway_async._identity import check_job
+from gateway_async._pipeline._control import charge_of
+from gateway_async._pipeline._job import (
+    Grant,
+    JobLedger,
+    JobPermits,
+    Outcome,
+    Permit,
+    Report,
+    TooManyErrorsError,
+)
 
 __all__ = [
     "ActorOptions",
+    "MapOptions",
     "GatewayRunner",
     "GatewayUploader",
+    "TooManyErrorsError",
     "idempotency_key",
     "map_runs",
     "map_uploads",
@@ -72,9 +96,25 @@ Values: TypeAlias = tuple[Any, ...]
 # the read stage that feeds it (a 2-CPU laptop deadlocks); the actors mostly wait on I/O.
 DEFAULT_NUM_CPUS: Final = 0.25
 _CLOSE_TIMEOUT: Final = 10.0
-_RUN_DOOMING: Final = (AuthenticationError, InsufficientFundsError, ConfigurationError)
-# A key refused for uploads is refused for every file (as in ``gw.media.upload_many``).
-_UPLOAD_DOOMING: Final = (*_RUN_DOOMING, PermissionDeniedError)
+# Only what every row would meet stops the job: a refused key, a client that cannot be
+# built. A 402 is not among them: the rows already paid for must still be written.
+_DOOMING: Final = (AuthenticationError, PermissionDeniedError, ConfigurationError)
+_MAX_THROTTLED: Final = 8  # 429s on one row before it fails with the RateLimitError
+_MESSAGE_LIMIT: Final = 500
+# map_batches' own parameters for Ray's remote options (the rest go as **ray_remote_args).
+_NAMED_REMOTE_ARGS: Final = (
+    "num_cpus",
+    "num_gpus",
+    "memory",
+    "resources",
+    "runtime_env",
+    "accelerator_type",
+    "label_selector",
+    "fallback_strategy",
+    "max_calls",
+)
+_CONTROLS: Final = ("max_spend", "requests_per_second", "max_error_fraction")
+_NOT_RUN: Final = (BudgetExhaustedError.__name__, NotAttemptedError.__name__)
 
 
 # -- keys and checks -----------------------------------------------------------------------
@@ -121,71 +161,163 @@ class ActorOptions(TypedDict, total=False):
     """The keyword arguments both classes (and helpers) share."""
 
     key_column: str | None  # the row's identity for its keys (default: body / file)
-    concurrency: int  # calls in flight per actor (default 32 for runs, 8 for uploads)
+    in_flight: int  # calls in flight per actor (default 32 for runs, 8 for uploads)
     api_key: str | None  # default: the worker's GATEWAY_API_KEY
     base_url: str | None  # default: the worker's GATEWAY_BASE_URL
     gateway_kwargs: Mapping[str, Any] | None  # more Gateway(...) arguments
+    on_error: Literal["row", "raise"]  # an exception of your code: the row's error, or raise
 
 
 class _GatewayActor:
-    """What both callable classes share: the lazy per-actor client, the bound on calls in
-    flight, the fan-out of a batch's rows, and the result columns."""
+    """What both callable classes share: the lazy per-actor client, the job's permits, the
+    bound on calls in flight, the fan-out of a batch's rows, and the result columns."""
 
     _columns: ClassVar[tuple[tuple[str, pa.DataType], ...]]
-    _dooming: ClassVar[tuple[type[GatewayError], ...]]
-    _concurrency_default: ClassVar[int]
+    _in_flight_default: ClassVar[int]
+    _priced: ClassVar[bool]  # the calls are charged (runs), or free (uploads)
 
     def __init__(
         self,
         *,
         job: str,
         key_column: str | None = None,
-        concurrency: int | None = None,
+        in_flight: int | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
         gateway_kwargs: Mapping[str, Any] | None = None,
+        on_error: Literal["row", "raise"] = "row",
+        control: Any = None,
+        concurrency: object = None,
     ) -> None:
         self._job = check_job(job)
         self._key_column = None if key_column is None else _check_column(key_column, "key_column")
-        concurrency = self._concurrency_default if concurrency is None else concurrency
-        self._concurrency = _positive_int(concurrency, "concurrency")
+        if concurrency is not None:
+            raise _fail(
+                "concurrency",
+                "renamed: calls in flight per actor are in_flight= (in Ray, concurrency= "
+                "means actors: use actors= for those)",
+            )
+        in_flight = self._in_flight_default if in_flight is None else in_flight
+        self._in_flight = _positive_int(in_flight, "in_flight")
         if gateway_kwargs is not None and not isinstance(gateway_kwargs, Mapping):
             raise _fail("gateway_kwargs", "must be a dict of Gateway(...) keyword arguments")
+        if on_error not in ("row", "raise"):
+            raise _fail("on_error", "must be 'row' (the row's error) or 'raise' (stop the job)")
+        self._on_error = on_error
         self._api_key = None if api_key is None else _Secret(api_key)
         self._base_url = base_url
         self._gateway_kwargs = dict(gateway_kwargs or {})
+        self._control = control
         self._gateway: Gateway | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._permits: JobPermits | None = None
+        self._unreached = 0  # calls that found no Gateway before any call reached it
+        self._first_batch = 0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(job={self._job!r})"
 
-    def _client(self) -> tuple[Gateway, asyncio.Semaphore]:
+    def _client(self) -> tuple[Gateway, asyncio.Semaphore, JobPermits]:
         """The actor's Gateway, built in the loop that calls it (and bound to that loop)."""
-        if self._gateway is None or self._slots is None:
+        if self._gateway is None or self._slots is None or self._permits is None:
             self._loop = asyncio.get_running_loop()
             self._gateway = Gateway(
                 api_key=None if self._api_key is None else self._api_key.value,
                 base_url=self._base_url,
                 **self._gateway_kwargs,
             )
-            self._slots = asyncio.Semaphore(self._concurrency)
-        return self._gateway, self._slots
+            # A 429 comes back to the row (not slept through inside the transport), so
+            # that the whole job pauses and narrows, not this actor alone.
+            retry = self._gateway._transport.retry
+            self._gateway._transport.retry = attrs.evolve(retry, statuses=retry.statuses - {429})
+            self._slots = asyncio.Semaphore(self._in_flight)
+            self._permits = _permits_of(self._control, self._in_flight)
+        return self._gateway, self._slots, self._permits
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
-        """Process one batch: every row's calls at once, at most ``concurrency`` in flight."""
-        gateway, slots = self._client()
+        """Process one batch: every row's calls at once, at most ``in_flight`` in flight."""
+        if not isinstance(batch, pa.Table):
+            raise _fail(
+                "batch_format",
+                f'got a batch of {type(batch).__name__}: pass batch_format="pyarrow" to '
+                "map_batches (or use map_runs / map_uploads, which do)",
+            )
+        gateway, slots, permits = self._client()
+        self._first_batch = self._first_batch or max(1, min(self._in_flight, batch.num_rows))
 
         async def one(row: Row) -> Values:
             async with slots:
-                return await self._row(gateway, row)
+                return await self._row(gateway, permits, row)
 
         results = await _gather(one(row) for row in batch.to_pylist())
+        failed = sum(1 for values in results if values[-2] not in (None, *_NOT_RUN))
+        await permits.close(len(results) - failed, failed)
+        if permits.stop is not None:
+            raise TooManyErrorsError(permits.stop)
         return _with_columns(batch, self._columns, results)
 
-    async def _row(self, gateway: Gateway, row: Row) -> Values:
+    async def _row(self, gateway: Gateway, permits: JobPermits, row: Row) -> Values:
         raise NotImplementedError
+
+    async def _call(
+        self, gateway: Gateway, permits: JobPermits, call: Callable[[], Awaitable[T]]
+    ) -> T | GatewayError:
+        """``call()`` under the job's permits: its failure returned (or raised if it dooms
+        every row), a 429 paused for job-wide and tried again."""
+        for attempt in range(_MAX_THROTTLED + 1):
+            permit = await permits.take()
+            if permit is None:
+                return _not_sent(permits)
+            try:
+                outcome: T | GatewayError = await call()
+            except _DOOMING:
+                raise
+            except GatewayError as exc:
+                outcome = exc
+            pause = self._learn(permits, permit, outcome, _pause(gateway, outcome, attempt))
+            if pause is None or attempt == _MAX_THROTTLED:
+                return outcome
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _learn(
+        self, permits: JobPermits, permit: Permit, outcome: Any, pause: float | None
+    ) -> float | None:
+        """Report one call's outcome (with the job's pause after a 429); returns the pause."""
+        if isinstance(outcome, APIConnectionError) and not isinstance(outcome, APITimeoutError):
+            self._unreachable(permits, outcome)
+        else:
+            permits.reached = True
+        permits.funds_out = permits.funds_out or isinstance(outcome, InsufficientFundsError)
+        # A replay executed nothing and charged nothing (the rows a preview ran, run again).
+        replayed = isinstance(outcome, Run) and outcome.replayed
+        charge = charge_of(outcome) if self._priced and not replayed else Decimal(0)
+        shows = not self._priced or (isinstance(outcome, Run) and not replayed)
+        succeeded = not isinstance(outcome, BaseException)
+        throttled = isinstance(outcome, RateLimitError)
+        permits.done(
+            Outcome(permit.lease, permit.token, charge, shows, throttled, succeeded),
+            retry_after=pause,
+        )
+        return pause
+
+    def _unreachable(self, permits: JobPermits, error: APIConnectionError) -> None:
+        """No call of the job has reached the Gateway and the first ones all failed to
+        connect: a wrong base URL or a Gateway down, which every row would meet too."""
+        if permits.reached:
+            return
+        self._unreached += 1
+        if self._unreached >= self._first_batch:
+            raise APIConnectionError(
+                f"the Gateway could not be reached: the first {self._unreached} calls of "
+                f"this actor failed and no call of the job got an answer ({error.message})"
+            )
+
+    def _user_error(self, exc: Exception) -> Values:
+        """An exception of the caller's code for one row: the row's error, or raised."""
+        if self._on_error == "raise":
+            raise exc
+        return _failure(type(exc).__name__, _message(exc), len(self._columns))
 
     def _key(self, row: Row, stage: str, fallback: Callable[[], object]) -> str:
         """The row's key for ``stage``: from ``key_column`` if given, else from ``fallback``."""
@@ -253,9 +385,66 @@ def _with_columns(
     return table
 
 
-def _error(exc: GatewayError, width: int) -> Values:
+def _failure(kind: str, message: str, width: int) -> Values:
     """The values of a failed row: Nones, then the error's type and message."""
-    return (None,) * (width - 2) + (type(exc).__name__, str(exc))
+    return (None,) * (width - 2) + (kind, message)
+
+
+def _message(exc: BaseException) -> str:
+    """A short, one-line account of ``exc`` for its row: a status error's text already
+    names its status, code, message and request id; no traceback, at most 500 characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 3] + "..."
+
+
+def _error(exc: GatewayError, width: int) -> Values:
+    return _failure(type(exc).__name__, _message(exc), width)
+
+
+def _pause(gateway: Gateway, outcome: object, attempt: int) -> float | None:
+    """How long the whole job waits after ``outcome`` (None: it was no 429, or one that
+    asks for longer than the policy's ``max_retry_after``: then only its row fails)."""
+    if not isinstance(outcome, RateLimitError):
+        return None
+    retry = gateway.retry
+    if outcome.retry_after is None:
+        return retry.backoff(attempt)
+    return outcome.retry_after if outcome.retry_after <= retry.max_retry_after else None
+
+
+def _permits_of(control: Any, in_flight: int) -> JobPermits:
+    """The actor's permits: from the job's ledger actor, or from a ledger of its own when
+    used outside ``map_runs`` / ``map_uploads`` (controls then hold per actor)."""
+    if control is None:
+        ledger = JobLedger(concurrency=in_flight)
+        return JobPermits(ledger.acquire, _async(ledger.report))
+
+    async def ask(want: int, report: Report) -> Grant:
+        grant: Grant = await control.acquire.remote(want, report)
+        return grant
+
+    async def tell(report: Report) -> Grant:
+        grant: Grant = await control.report.remote(report)
+        return grant
+
+    return JobPermits(ask, tell)
+
+
+def _async(function: Callable[[Report], Grant]) -> Callable[[Report], Coroutine[Any, Any, Grant]]:
+    async def call(report: Report) -> Grant:
+        return function(report)
+
+    return call
+
+
+def _not_sent(permits: JobPermits) -> GatewayError:
+    """Why a row gets no call: the job's budget is spent, or its wallet ran out."""
+    if permits.exhausted:
+        return BudgetExhaustedError("not run: max_spend would have been exceeded")
+    reason = GatewayError("402 insufficient_funds on another call of this job")
+    if not permits.funds_out:
+        reason = GatewayError("the job is stopping (max_error_fraction)")
+    return NotAttemptedError(f"not run: {reason.message}", reason=reason)
 
 
 # -- runs ----------------------------------------------------------------------------------
@@ -278,12 +467,14 @@ class GatewayRunner(_GatewayActor):
                        batch_size=256, batch_format="pyarrow")
 
     Adds ``run_id``, ``run_status`` (succeeded / failed / error), ``run_output`` (JSON
-    text), ``run_credits`` (a decimal string), ``run_error_type`` and ``run_error``.
+    text, null unless the run succeeded), ``run_credits`` (a decimal string),
+    ``run_error_type`` and ``run_error``. Used this way (not through ``map_runs``), the
+    job-wide controls hold per actor.
     """
 
     _columns = RUN_COLUMNS
-    _dooming = _RUN_DOOMING
-    _concurrency_default = 32
+    _in_flight_default = 32
+    _priced = True
 
     def __init__(
         self, *, job: str, to_request: Callable[[Row], RunRequest], **options: Unpack[ActorOptions]
@@ -293,22 +484,26 @@ class GatewayRunner(_GatewayActor):
             raise _fail("to_request", "must be a function of a row that returns a RunRequest")
         self._to_request = to_request
 
-    async def _row(self, gateway: Gateway, row: Row) -> Values:
-        width = len(RUN_COLUMNS)
+    async def _row(self, gateway: Gateway, permits: JobPermits, row: Row) -> Values:
         if row.get("upload_error_type") is not None:
             reason = f"not run: its upload failed ({row['upload_error_type']})"
             return (None, "error", None, None, NotAttemptedError.__name__, reason)
         try:
             request = self._request(row)
-            run = await gateway.runs.send(request)
-        except self._dooming:
-            raise
+        except _CallerError as failed:
+            return (None, "error", *self._user_error(failed.error)[2:])
         except GatewayError as exc:
-            return (None, "error", *_error(exc, width - 2))
-        return _run_values(run)
+            return (None, "error", *_error(exc, len(RUN_COLUMNS) - 2))
+        outcome = await self._call(gateway, permits, lambda: gateway.runs.send(request))
+        if isinstance(outcome, GatewayError):
+            return (None, "error", *_error(outcome, len(RUN_COLUMNS) - 2))
+        return _run_values(outcome)
 
     def _request(self, row: Row) -> RunRequest:
-        request = self._to_request(row)
+        try:
+            request = self._to_request(row)
+        except Exception as exc:
+            raise _CallerError(exc) from exc
         if not isinstance(request, RunRequest):
             raise _fail("to_request", f"returned {type(request).__name__}, not a RunRequest")
         if request.idempotency_key is not None:
@@ -316,10 +511,18 @@ class GatewayRunner(_GatewayActor):
         return attrs.evolve(request, idempotency_key=self._key(row, "run", request.to_body))
 
 
+class _CallerError(Exception):
+    """An exception raised by the caller's ``to_request``, carried apart from ours."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 def _run_values(run: Run) -> Values:
     error_type = run.error.code if run.error is not None else None
     message = run.error.message if run.error is not None else None
-    output = json.dumps(run.output, separators=(",", ":"))
+    output = json.dumps(run.output, separators=(",", ":")) if run.succeeded else None
     return (run.id, run.status, output, str(run.usage.credits), error_type, message)
 
 
@@ -341,8 +544,8 @@ class GatewayUploader(_GatewayActor):
     error row)."""
 
     _columns = UPLOAD_COLUMNS
-    _dooming = _UPLOAD_DOOMING
-    _concurrency_default = 8
+    _in_flight_default = 8
+    _priced = False
 
     def __init__(
         self, *, job: str, path_column: str = "path", **options: Unpack[ActorOptions]
@@ -350,19 +553,21 @@ class GatewayUploader(_GatewayActor):
         super().__init__(job=job, **options)
         self._path_column = _check_column(path_column, "path_column")
 
-    async def _row(self, gateway: Gateway, row: Row) -> Values:
+    async def _row(self, gateway: Gateway, permits: JobPermits, row: Row) -> Values:
         if self._path_column not in row:
             raise _fail("path_column", f"the dataset has no column {self._path_column!r}")
         path = row[self._path_column]
+        identity = await asyncio.to_thread(_file_identity, path)
         try:
-            identity = await asyncio.to_thread(_file_identity, path)
             key = self._key(row, "upload", lambda: identity)
-            ref = await gateway.media.upload(path, idempotency_key=key)
-        except self._dooming:
-            raise
         except GatewayError as exc:
             return _error(exc, len(UPLOAD_COLUMNS))
-        return _upload_values(ref)
+        outcome = await self._call(
+            gateway, permits, lambda: gateway.media.upload(path, idempotency_key=key)
+        )
+        if isinstance(outcome, GatewayError):
+            return _error(outcome, len(UPLOAD_COLUMNS))
+        return _upload_values(outcome)
 
 
 def _file_identity(path: Any) -> list[object]:
@@ -379,35 +584,129 @@ def _upload_values(ref: MediaRef) -> Values:
     return (ref.media_ref, ref.size, ref.sha256, None, None)
 
 
-# -- the helpers ---------------------------------------------------------------------------
+# -- the job's ledger and the helpers ------------------------------------------------------
+
+
+class _LedgerActor:
+    """The job's ``JobLedger`` in one Ray actor, which every map actor of the stage calls.
+
+    Async, so a request for permits that must wait (budget, AIMD) does not block the
+    reports that will free them. Owned by the driver that built the plan: it ends with it.
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        self._ledger = JobLedger(**settings)
+
+    async def acquire(self, want: int, report: Report) -> Grant:
+        return await self._ledger.acquire(want, report)
+
+    async def report(self, report: Report) -> Grant:
+        return self._ledger.report(report)
+
+    async def spent(self) -> Decimal:
+        return self._ledger.spent
+
+
+@attrs.frozen(kw_only=True)
+class _JobControls:
+    """The job-wide arguments of the helpers, checked on the driver."""
+
+    max_spend: Decimal | None = None
+    requests_per_second: float | None = None
+    max_error_fraction: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        spend = self.max_spend
+        if spend is not None and (not isinstance(spend, Decimal) or not spend.is_finite()):
+            raise _fail("max_spend", "must be a Decimal of credits, e.g. Decimal('25')")
+        if spend is not None and spend < 0:
+            raise _fail("max_spend", "must not be negative")
+        if self.requests_per_second is not None:
+            _positive_number(self.requests_per_second, "requests_per_second")
+        fraction = self.max_error_fraction
+        if fraction is not None and (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, int | float)
+            or not 0 <= fraction < 1
+        ):
+            raise _fail("max_error_fraction", "must be a number in [0, 1), e.g. 0.05")
+
+
+def _pool(actors: object) -> tuple[int, int]:
+    """``actors=`` as Ray's pool sizes: an int (a fixed pool) or ``(min, max)``."""
+    if isinstance(actors, tuple) and len(actors) == 2:
+        low = _positive_int(actors[0], "actors")
+        high = _positive_int(actors[1], "actors")
+        if low > high:
+            raise _fail("actors", f"(min, max) needs min <= max, got {actors}")
+        return low, high
+    size = _positive_int(actors, "actors")
+    return size, size
+
+
+def _remote_args(args: object, num_cpus: float) -> dict[str, Any]:
+    """Ray's own options for the map actors (``max_restarts``, ``resources``,
+    ``runtime_env``...), passed through; ``num_cpus`` is its own argument."""
+    if args is None:
+        return {"num_cpus": num_cpus}
+    if not isinstance(args, Mapping) or not all(isinstance(key, str) for key in args):
+        raise _fail("ray_remote_args", "must be a dict of Ray actor options")
+    if "num_cpus" in args:
+        raise _fail("ray_remote_args", "give num_cpus= as its own argument, not in here")
+    return {**args, "num_cpus": num_cpus}
+
+
+class MapOptions(ActorOptions, total=False):
+    """The helpers' keyword arguments: those of the classes, and the stage's and job's."""
+
+    actors: int | tuple[int, int]  # a fixed pool (default 4), or Ray's (min, max)
+    num_cpus: float  # per actor (default 0.25)
+    max_spend: Decimal | None  # credits for the whole job
+    requests_per_second: float | None  # the whole job's pace
+    max_error_fraction: float | None  # stop once more rows than this fraction failed
+    ray_remote_args: Mapping[str, Any] | None  # Ray's actor options, passed through
 
 
 def _map(
     ds: ray.data.Dataset,
     udf: type[_GatewayActor],
-    *,
-    actors: int,
     batch_size: int,
-    num_cpus: float,
     kwargs: dict[str, Any],
+    options: MapOptions,
 ) -> ray.data.Dataset:
-    """Validate, then add the map stage (nothing runs until the dataset is consumed)."""
-    actors = _positive_int(actors, "actors")
+    """Validate, start the job's ledger, then add the map stage (nothing runs until the
+    dataset is consumed)."""
+    stage: dict[str, Any] = dict(options)
+    low, high = _pool(stage.pop("actors", 4))
     batch_size = _positive_int(batch_size, "batch_size")
-    num_cpus = _positive_number(num_cpus, "num_cpus")
-    udf(**kwargs)  # refuse bad arguments now, on the driver, not in every actor
+    num_cpus = _positive_number(stage.pop("num_cpus", DEFAULT_NUM_CPUS), "num_cpus")
+    remote_args = _remote_args(stage.pop("ray_remote_args", None), num_cpus)
+    controls = _JobControls(**{key: stage.pop(key) for key in _CONTROLS if key in stage})
+    kwargs = {**kwargs, **stage}
+    probe = udf(**kwargs)  # refuse bad arguments now, on the driver, not in every actor
     if not isinstance(ds, ray.data.Dataset):
         raise _fail("ds", f"must be a ray.data.Dataset, not {type(ds).__name__}")
-    return ds.map_batches(
-        udf,
-        fn_constructor_kwargs=kwargs,
-        compute=ActorPoolStrategy(size=actors),
-        num_cpus=num_cpus,
-        batch_size=batch_size,
-        batch_format="pyarrow",
-        # One output row per input row: lets Ray push a later limit() ahead of the calls.
-        udf_modifying_row_count=False,
+    ledger = (
+        ray.remote(_LedgerActor)
+        .options(name=f"gateway_async.ray/{kwargs['job']}/{uuid.uuid4().hex}", num_cpus=0)
+        .remote(concurrency=high * probe._in_flight, **attrs.asdict(controls))
     )
+    named = {key: remote_args.pop(key) for key in _NAMED_REMOTE_ARGS if key in remote_args}
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates map_batches(**ray_remote_args) but names no parameter for
+        # max_restarts or max_task_retries yet: ray_remote_args= is how they reach Ray here.
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated", DeprecationWarning)
+        return ds.map_batches(
+            udf,
+            fn_constructor_kwargs={**kwargs, "control": ledger},
+            compute=ActorPoolStrategy(min_size=low, max_size=high),
+            batch_size=batch_size,
+            batch_format="pyarrow",
+            # One output row per input row: lets Ray push a later limit() ahead of the calls.
+            udf_modifying_row_count=False,
+            **named,
+            **remote_args,
+        )
 
 
 def map_runs(
@@ -415,22 +714,21 @@ def map_runs(
     *,
     job: str,
     to_request: Callable[[Row], RunRequest],
-    actors: int = 4,
     batch_size: int = 256,
-    num_cpus: float = DEFAULT_NUM_CPUS,
-    **options: Unpack[ActorOptions],
+    **options: Unpack[MapOptions],
 ) -> ray.data.Dataset:
-    """Run ``to_request(row)`` for every row on a pool of ``actors`` and add the run columns
+    """Run ``to_request(row)`` for every row on a pool of actors and add the run columns
     (``run_id``, ``run_status``, ``run_output``, ``run_credits``, ``run_error_type``,
     ``run_error``). Rows whose upload failed are not run. Each run's key comes from
     ``job`` and ``key_column`` (else the request body), so a rerun of the job replays.
-    ``options``: ``key_column``, ``concurrency`` (32 per actor), ``api_key``, ``base_url``,
-    ``gateway_kwargs``.
+
+    Job-wide, across every actor: ``max_spend`` (credits; rows past it are
+    ``BudgetExhaustedError`` rows), ``requests_per_second``, ``max_error_fraction``, a
+    pause on 429. ``actors`` is an int (4) or Ray's ``(min, max)``; ``ray_remote_args`` go
+    to Ray as they are. Per actor: ``in_flight`` (32), ``num_cpus`` (0.25); and
+    ``key_column``, ``api_key``, ``base_url``, ``gateway_kwargs``, ``on_error``.
     """
-    kwargs = {"job": job, "to_request": to_request, **options}
-    return _map(
-        ds, GatewayRunner, actors=actors, batch_size=batch_size, num_cpus=num_cpus, kwargs=kwargs
-    )
+    return _map(ds, GatewayRunner, batch_size, {"job": job, "to_request": to_request}, options)
 
 
 def map_uploads(
@@ -438,18 +736,13 @@ def map_uploads(
     *,
     job: str,
     path_column: str = "path",
-    actors: int = 4,
     batch_size: int = 64,
-    num_cpus: float = DEFAULT_NUM_CPUS,
-    **options: Unpack[ActorOptions],
+    **options: Unpack[MapOptions],
 ) -> ray.data.Dataset:
     """Upload the file named in ``path_column`` of every row and add ``media_ref``,
     ``media_size``, ``media_sha256``, ``upload_error_type`` and ``upload_error``. Each
     upload's key comes from ``job`` and ``key_column`` (else the path, size and mtime).
-    ``options``: ``key_column``, ``concurrency`` (8 per actor), ``api_key``, ``base_url``,
-    ``gateway_kwargs``.
+    The options are those of ``map_runs`` (``in_flight`` is 8 per actor here; the Gateway
+    charges runs, not uploads, so ``max_spend`` stops no upload today).
     """
-    kwargs = {"job": job, "path_column": path_column, **options}
-    return _map(
-        ds, GatewayUploader, actors=actors, batch_size=batch_size, num_cpus=num_cpus, kwargs=kwargs
-    )
+    return _map(ds, GatewayUploader, batch_size, {"job": job, "path_column": path_column}, options)

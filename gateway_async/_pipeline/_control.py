@@ -10,7 +10,10 @@ import asyncio
 from collections import deque
 from decimal import Decimal
 
-__all__ = ["AIMDLimiter", "SpendBudget"]
+from .._journal import never_executed
+from ..models import Run
+
+__all__ = ["AIMDLimiter", "SpendBudget", "charge_of"]
 
 
 class AIMDLimiter:
@@ -47,6 +50,13 @@ class AIMDLimiter:
             self._abandon(waiter)
             raise
         return self.epoch
+
+    def try_acquire(self) -> int | None:
+        """A slot if one is free right now (nobody queued before us), else None."""
+        if self.active < self.limit and not self._waiters:
+            self.active += 1
+            return self.epoch
+        return None
 
     def _abandon(self, waiter: asyncio.Future[None]) -> None:
         """A cancelled waiter leaves: hand back a slot it was granted, or leave the queue.
@@ -114,12 +124,22 @@ class SpendBudget:
     async def reserve(self) -> bool:
         while not self.priced and self.in_flight:  # the price probe is still out
             await self._settled.wait()
-        while self.spent + self.reserved + self.largest > self.limit:
+        while not self._fits():
             if not self.in_flight:
                 return False
             await self._settled.wait()
         self.in_flight += 1
         return True
+
+    def try_reserve(self) -> bool:
+        """``reserve()`` without waiting: True if one more run fits right now."""
+        if (self.priced or not self.in_flight) and self._fits():
+            self.in_flight += 1
+            return True
+        return False
+
+    def _fits(self) -> bool:
+        return self.spent + self.reserved + self.largest <= self.limit
 
     def settle(self, charged: Decimal | None, *, shows_price: bool = True) -> None:
         """A reserved run ended: ``charged`` is what it cost (0: surely not charged), None
@@ -133,3 +153,13 @@ class SpendBudget:
         # Wake every waiter and arm a fresh event for the next round.
         self._settled.set()
         self._settled = asyncio.Event()
+
+
+def charge_of(outcome: Run | BaseException | None) -> Decimal | None:
+    """What a sent run cost: its usage, nothing if it surely never executed, None if unknown
+    (a lost reply, a timeout, a 5xx, a 409: it may have executed and been charged)."""
+    if isinstance(outcome, Run):
+        return outcome.usage.credits
+    if outcome is not None and never_executed(outcome):
+        return Decimal(0)
+    return None

@@ -24,7 +24,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterable, Coroutine, Iterable
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Self
 
 import attrs
@@ -38,12 +37,12 @@ from .._errors import (
     PermissionDeniedError,
     RateLimitError,
 )
-from .._journal import Intent, Journal, never_executed
+from .._journal import Intent, Journal
 from .._schema import check_input
 from .._telemetry import Attributes
 from .._transport import new_idempotency_key
 from ..models import MediaRef, Run, RunRequest
-from ._control import AIMDLimiter, SpendBudget
+from ._control import AIMDLimiter, SpendBudget, charge_of
 from ._settings import Settings, input_field_of
 from ._sources import Identity, SourceReader, content_sha256, identify, journaled
 from ._tracing import Traces
@@ -559,7 +558,7 @@ class Ingest:
                 succeeded=run is not None and run.succeeded,
             )
             if self._budget is not None:
-                self._budget.settle(_cost(outcome), shows_price=isinstance(outcome, Run))
+                self._budget.settle(charge_of(outcome), shows_price=isinstance(outcome, Run))
         return outcome
 
     async def _settle(self, work: _Work, outcome: Run | Exception) -> None:
@@ -592,16 +591,6 @@ def _counts(summary: IngestSummary) -> Attributes:
 
 def _not_run() -> BudgetExhaustedError:
     return BudgetExhaustedError("not run: max_spend would have been exceeded")
-
-
-def _cost(outcome: Run | Exception | None) -> Decimal | None:
-    """What a sent run cost: its usage, nothing if it surely never executed, None if unknown
-    (a lost reply, a timeout, a 5xx, a 409: it may have executed and been charged)."""
-    if isinstance(outcome, Run):
-        return outcome.usage.credits
-    if outcome is not None and never_executed(outcome):
-        return Decimal(0)
-    return None
 
 
 def encode_body(body: dict[str, Any]) -> str:

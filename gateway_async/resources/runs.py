@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from .._batch import check_many, run_batch
 from .._config import NOT_GIVEN, NotGiven
 from .._convert import structure
@@ -101,7 +103,8 @@ class Runs(Resource):
             timeout=timeout,
             max_retries=max_retries,
         )
-        return structure(reply.data, Run, request_id=reply.request_id)
+        run = structure(reply.data, Run, request_id=reply.request_id)
+        return attrs.evolve(run, replayed=True) if reply.replayed else run
 
     async def _check_input(self, request: RunRequest) -> None:
         """An input that is not an object is checked against the model's ``input_schema``

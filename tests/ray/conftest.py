@@ -16,6 +16,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ class Snapshot:
     uploads_initiated: int
     uploads_completed: int
     credential_leaks: int
+    charged: Decimal
+    rate_limited: int
 
     def executions_since(self, before: Snapshot) -> Counter[str]:
         """Executions per Idempotency-Key since ``before``."""
@@ -54,9 +57,9 @@ class Snapshot:
 class EmulatorProcess:
     """``python -m tests.ray._emulator_child``: the Gateway emulator, and its counters."""
 
-    def __init__(self) -> None:
+    def __init__(self, **settings: object) -> None:
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "tests.ray._emulator_child"],
+            [sys.executable, "-m", "tests.ray._emulator_child", json.dumps(settings)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -74,6 +77,7 @@ class EmulatorProcess:
         self._child.stdin.flush()
         raw: dict[str, Any] = json.loads(self._child.stdout.readline())
         raw["by_key"] = Counter(raw["by_key"])
+        raw["charged"] = Decimal(raw["charged"])
         return Snapshot(**raw)
 
     def env(self) -> dict[str, str]:

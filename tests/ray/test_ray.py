@@ -12,8 +12,11 @@ import json
 import os
 import select
 import signal
+import socket
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +220,127 @@ def test_worker_process_sigkilled_mid_batch(emulator: EmulatorProcess, tmp_path:
     finally:
         switch.close()
     assert_exactly_once_after_death(emulator, before, rows, 300, "t-kill")
+
+
+# -- job-wide controls -------------------------------------------------------------------
+
+
+def kinds(rows: list[dict[str, Any]], column: str = "run_error_type") -> Counter[str | None]:
+    return Counter(row[column] for row in rows)
+
+
+def test_one_spend_cap_across_two_actors(emulator: EmulatorProcess) -> None:
+    """max_spend holds for the job as a whole: the Gateway charged no more than the cap,
+    the rows past it are BudgetExhaustedError rows, the job completes and every paid row
+    is written."""
+    before = emulator.snapshot()
+    cap = Decimal("0.1000")  # 100 runs of demo-echo (0.0010)
+    out = map_runs(ray.data.range(400), job="t-cap", to_request=echo, actors=2, max_spend=cap)
+    rows = out.take_all()
+    charged = emulator.snapshot().charged - before.charged
+    assert sorted(row["id"] for row in rows) == list(range(400))
+    paid = [row for row in rows if row["run_status"] == "succeeded"]
+    assert kinds(rows) == {None: len(paid), "BudgetExhaustedError": 400 - len(paid)}
+    assert Decimal("0.0010") * len(paid) == charged <= cap
+    assert len(paid) >= 90  # the cap is used, not merely respected
+
+
+def test_previews_are_bounded_by_the_cap(emulator: EmulatorProcess) -> None:
+    """take(5) runs whole batches (Ray cannot push a limit below a batch ahead of the
+    map: 375 runs of 1,000 were billed before): under max_spend it charges at most the cap."""
+    before = emulator.snapshot()
+    cap = Decimal("0.0200")
+    out = map_runs(ray.data.range(1000), job="t-preview", to_request=echo, max_spend=cap)
+    assert len(out.take(5)) == 5
+    charged = emulator.snapshot().charged - before.charged
+    assert Decimal(0) < charged <= cap
+
+
+def run_on_own_emulator(
+    rows: int, settings: dict[str, Any], **kwargs: Any
+) -> tuple[list[dict[str, Any]], Snapshot]:
+    """map_runs over ``rows`` rows against an emulator of its own (``settings``: its
+    balance, its rate limit); the rows and the emulator's counters after the job."""
+    gateway = EmulatorProcess(**settings)
+    try:
+        out = map_runs(
+            ray.data.range(rows, override_num_blocks=4),
+            api_key=gateway.api_key,
+            base_url=gateway.base_url,
+            **kwargs,
+        )
+        return out.take_all(), gateway.snapshot()
+    finally:
+        gateway.close()
+
+
+def fussy(row: dict[str, Any]) -> RunRequest:
+    if row["id"] == 7:
+        raise KeyError("image")
+    return echo(row)
+
+
+def test_a_402_mid_job_and_a_raising_to_request_are_rows() -> None:
+    """The wallet runs out mid-job and one row's to_request raises: the job completes,
+    with (min, max) actors; the paid rows are written, the rest are error rows."""
+    rows, after = run_on_own_emulator(
+        300, {"balance": "0.0500"}, job="t-402-job", to_request=fussy, actors=(1, 2)
+    )
+    assert sorted(row["id"] for row in rows) == list(range(300))
+    counted = kinds(rows)
+    assert counted[None] == after.executions == 50  # the wallet held 50 runs
+    assert counted["KeyError"] == 1
+    assert counted["InsufficientFundsError"] >= 1
+    assert counted["InsufficientFundsError"] + counted["NotAttemptedError"] == 249
+    by_id = {row["id"]: row for row in rows}
+    assert (by_id[7]["run_error"], by_id[7]["run_output"]) == ("'image'", None)
+
+
+def test_requests_per_second_paces_the_job_as_a_whole() -> None:
+    """Two actors under requests_per_second=40 against a Gateway that allows 60 per second
+    (burst 5): the Gateway never had to refuse a call (it counts its 429s)."""
+    settings = {"rate": 60, "burst": 5}
+    rows, after = run_on_own_emulator(
+        120, settings, job="t-pace", to_request=echo, actors=2, requests_per_second=40
+    )
+    assert kinds(rows, "run_status") == {"succeeded": 120}
+    assert (after.rate_limited, after.executions) == (0, 120)
+
+
+def test_an_unreachable_gateway_stops_the_job_within_a_minute() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+    started = time.monotonic()
+    out = map_runs(
+        ray.data.range(600),
+        job="t-down",
+        to_request=echo,
+        actors=2,
+        base_url=f"http://127.0.0.1:{port}",
+    )
+    with pytest.raises(ray.exceptions.RayTaskError, match="could not be reached"):
+        out.take_all()
+    assert time.monotonic() - started < 60
+
+
+def poison(row: dict[str, Any]) -> RunRequest:
+    if row["id"] == 3:
+        os._exit(1)
+    return echo(row)
+
+
+def test_a_poison_row_fails_the_job_with_max_restarts_0(emulator: EmulatorProcess) -> None:
+    """ray_remote_args reach Ray: with max_restarts=0 the actor that a row kills is not
+    restarted for ever, the job fails."""
+    out = map_runs(
+        ray.data.range(20),
+        job="t-poison",
+        to_request=poison,
+        actors=1,
+        ray_remote_args={"max_restarts": 0},
+    )
+    with pytest.raises(ray.exceptions.RayError):
+        out.take_all()
 
 
 def exited_within(pids: Iterable[int], timeout: float) -> set[int]:

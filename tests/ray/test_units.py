@@ -18,7 +18,6 @@ import pytest
 
 from gateway_async import (
     ConfigurationError,
-    InsufficientFundsError,
     InvalidRequestError,
     RunRequest,
 )
@@ -52,7 +51,23 @@ def test_keys_are_stable_and_distinct() -> None:
         (lambda: map_runs(None, job="j", to_request=echo, actors=0), "actors"),  # type: ignore[arg-type]
         (lambda: map_runs(None, job="j", to_request=echo, batch_size=True), "batch_size"),  # type: ignore[arg-type]
         (lambda: map_runs(None, job="j", to_request=echo, num_cpus=0), "num_cpus"),  # type: ignore[arg-type]
-        (lambda: map_runs(None, job="j", to_request=echo, concurrency=-1), "concurrency"),  # type: ignore[arg-type]
+        (lambda: map_runs(None, job="j", to_request=echo, in_flight=-1), "in_flight"),  # type: ignore[arg-type]
+        (lambda: map_runs(None, job="j", to_request=echo, concurrency=8), "concurrency"),  # type: ignore[arg-type]
+        (lambda: map_runs(None, job="j", to_request=echo, actors=(3, 2)), "actors"),  # type: ignore[arg-type]
+        (lambda: map_runs(None, job="j", to_request=echo, max_spend=5.0), "max_spend"),  # type: ignore[arg-type]
+        (
+            lambda: map_runs(None, job="j", to_request=echo, requests_per_second=0),
+            "requests_per_second",
+        ),  # type: ignore[arg-type]
+        (
+            lambda: map_runs(None, job="j", to_request=echo, max_error_fraction=1),
+            "max_error_fraction",
+        ),  # type: ignore[arg-type]
+        (
+            lambda: map_runs(None, job="j", to_request=echo, ray_remote_args={"num_cpus": 1}),
+            "ray_remote_args",
+        ),  # type: ignore[arg-type]
+        (lambda: map_runs(None, job="j", to_request=echo, on_error="ignore"), "on_error"),  # type: ignore[arg-type]
         (lambda: map_runs(None, job="j", to_request=echo), "ds"),  # type: ignore[arg-type]
         (lambda: map_uploads([], job="j", path_column=""), "path_column"),  # type: ignore[arg-type]
         (lambda: map_uploads([], job="j", key_column=3), "key_column"),  # type: ignore[arg-type]
@@ -127,19 +142,28 @@ def test_actor_client_lives_in_its_loop_and_closes_with_the_actor(
         closed.result(60)
 
 
-async def test_errors_that_doom_every_row_are_raised_not_rows() -> None:
-    """A 402, or a worker without credentials, raises out of the batch (Ray then stops
-    the job) instead of becoming error rows."""
-    batch = pa.table({"id": [1, 2, 3]})
-    async with Emulator(initial_balance=Decimal("0")) as emu:
+async def test_a_402_mid_batch_makes_rows_and_the_rest_is_not_sent() -> None:
+    """A 402 is no longer raised out of the batch (which lost every row already paid
+    for): the rows before it are written, the row that met it says so, and the rows
+    after it are not sent at all (the Gateway sees no more calls)."""
+    batch = pa.table({"id": list(range(8))})
+    async with Emulator(initial_balance=Decimal("0.0025")) as emu:  # 2 runs of 0.0010
         runner = GatewayRunner(
-            job="t-402", to_request=echo, api_key=emu.api_key, base_url=emu.base_url
+            job="t-402", to_request=echo, api_key=emu.api_key, base_url=emu.base_url, in_flight=1
         )
         try:
-            with pytest.raises(InsufficientFundsError):
-                await runner(batch)
+            out = await runner(batch)
         finally:
             await runner.aclose()
-        assert emu.stats.executions == 0
+        assert emu.stats.executions == 2
+        assert emu.stats.requests_by_route["POST /api/runs"] == 3
+    kinds = out.column("run_error_type").to_pylist()
+    assert kinds == [None, None, "InsufficientFundsError"] + ["NotAttemptedError"] * 5
+    assert out.column("run_status").to_pylist()[:2] == ["succeeded", "succeeded"]
+    assert "402 insufficient_funds" in out.column("run_error").to_pylist()[2]
+
+
+async def test_a_worker_without_credentials_still_stops_the_job() -> None:
+    """A client that cannot be built dooms every row: raised, not rows."""
     with pytest.raises(ConfigurationError, match="GATEWAY_API_KEY"):
-        await GatewayRunner(job="t-no-key", to_request=echo)(batch)
+        await GatewayRunner(job="t-no-key", to_request=echo)(pa.table({"id": [1, 2, 3]}))
