@@ -2,14 +2,16 @@
 scaling over actors when every request takes 20 ms more.
 
 Both clients talk to the same emulator (its own process, as in ``pipeline_bench``).
-``create_many`` runs first, in this process, before Ray starts. The Ray side is
-``GatewayRunner`` with ``map_runs``' defaults (0.25 CPU per actor, pyarrow batches of
-256) plus the actor's pid and timestamps per batch, so the steady rate (per actor: rows
-over its first batch start to last batch end; summed) is told apart from the fixed cost
-of starting actors. Client CPU is user+sys of this process and every process under it
-(Ray's daemons and workers, the dead ones through their parents), the emulator excluded.
+CPU is user+sys time: of this process for ``create_many``; for ``map_runs`` of this
+process and every process under it (Ray's daemons and workers, the ones that exited
+through their parents), the emulator excluded, split by process so that it says where
+the CPU goes. The machine is shared, so the figure compared is the *marginal* CPU per
+row: (CPU of a 3N-row job - CPU of an N-row job) / 2N, in paired rounds (each round
+runs both clients at both sizes), which leaves out fixed costs (``ray.init``, actors
+starting) and most of the neighbours' noise. Memory: this process's peak RSS, and the
+largest peak RSS of a map actor (sampled from ``/proc`` twice a second during the job).
 
-    python -m benchmarks.ray_bench [--rows 4000] [--scaling-rows 1024]
+    python -m benchmarks.ray_bench [--rows 2000] [--rounds 3] [--scaling-rows 1024]
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import argparse
 import asyncio
 import logging
 import os
+import resource
+import statistics
+import threading
 import time
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,10 +35,11 @@ from ray.data import ActorPoolStrategy
 
 from benchmarks.pipeline_bench import KEY, emulator_process
 from gateway_async import Gateway, Run, RunRequest
-from gateway_async.ray import GatewayRunner
+from gateway_async.ray import GatewayRunner, map_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray\.")
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def echo(row: dict[str, Any]) -> RunRequest:
@@ -52,37 +58,102 @@ class TimedRunner(GatewayRunner):
         return out.append_column("ended", pa.array([time.time()] * rows, pa.float64()))
 
 
-def tree_cpu(exclude: int) -> float:
-    """CPU seconds of this process and its living descendants (with their reaped
-    children), except ``exclude``."""
-    usage: dict[int, tuple[int, int]] = {}
+# -- CPU by process ------------------------------------------------------------------------
+
+
+def _kind(pid: int) -> str:
+    """What a process under this one is, from its command line."""
+    if pid == os.getpid():
+        return "driver"
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "other"
+    for mark, kind in (
+        ("ray::MapWorker", "map actors"),
+        ("_LedgerActor", "ledger actor"),
+        ("raylet", "raylet"),
+        ("gcs_server", "gcs_server"),
+        ("ray::", "other Ray workers"),
+    ):
+        if mark in cmd:
+            return kind
+    return "other Ray daemons"
+
+
+def cpu_by_kind(exclude: int) -> Counter[str]:
+    """CPU seconds of this process and its descendants by kind; what exited and was reaped
+    counts under "exited workers" (their parent's cutime+cstime)."""
+    stats: dict[int, tuple[int, int, int]] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            usage[int(entry.name)] = (int(fields[1]), sum(map(int, fields[11:15])))
+            own = int(fields[11]) + int(fields[12])
+            reaped = int(fields[13]) + int(fields[14])
+            stats[int(entry.name)] = (int(fields[1]), own, reaped)
     children: dict[int, list[int]] = defaultdict(list)
-    for pid, (parent, _) in usage.items():
+    for pid, (parent, _, _) in stats.items():
         children[parent].append(pid)
-    total, todo = 0, [os.getpid()]
+    total: Counter[str] = Counter()
+    todo = [os.getpid()]
     while todo:
         pid = todo.pop()
-        if pid != exclude and pid in usage:
-            total += usage[pid][1]
-            todo.extend(children[pid])
-    return total / os.sysconf("SC_CLK_TCK")
+        if pid == exclude or pid not in stats:
+            continue
+        _, own, reaped = stats[pid]
+        total[_kind(pid)] += own / TICK
+        if pid != os.getpid():  # this process's reaped children are the emulators
+            total["exited workers"] += reaped / TICK
+        todo.extend(children[pid])
+    return total
+
+
+class PeakRSS:
+    """The largest peak RSS (VmHWM) seen of a map actor, sampled while a job runs."""
+
+    def __init__(self) -> None:
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            for entry in os.scandir("/proc"):
+                if entry.name.isdigit() and _kind(int(entry.name)) == "map actors":
+                    self.peak_kib = max(self.peak_kib, _hwm(entry.path))
+
+
+def _hwm(path: str) -> int:
+    try:
+        for line in Path(path, "status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# -- the two clients -----------------------------------------------------------------------
 
 
 class Result(NamedTuple):
     rows: int
     wall: float
-    cpu: float
-    steady: float  # rows per second between the first batch start and the last batch end
+    cpu: Counter[str]
 
 
-def baseline(base: str, rows: int, concurrency: int) -> Result:
+def baseline(base: str, rows: int, concurrency: int = 64) -> Result:
     async def main() -> None:
         async with Gateway(api_key=KEY, base_url=base) as gw:
             requests = (echo({"id": i}) for i in range(rows))
@@ -92,11 +163,78 @@ def baseline(base: str, rows: int, concurrency: int) -> Result:
     cpu, wall = time.process_time(), time.perf_counter()
     asyncio.run(main())
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return Result(rows, wall, cpu, rows / wall)
+    return Result(rows, wall, Counter({"driver": cpu}))
 
 
-def ray_job(base: str, emulator: int, rows: int, actors: int, concurrency: int) -> Result:
-    cpu, wall = tree_cpu(emulator), time.perf_counter()
+def on_ray(base: str, emulator: int, rows: int) -> Result:
+    """``map_runs`` as a user calls it: 2 actors x 32 in flight, its ledger actor included."""
+    before, wall = cpu_by_kind(emulator), time.perf_counter()
+    out = map_runs(
+        ray.data.range(rows, override_num_blocks=8),
+        job=f"bench-{time.time_ns()}",
+        to_request=echo,
+        actors=2,
+        base_url=base,
+    )
+    statuses = Counter(row["run_status"] for row in out.select_columns(["run_status"]).take_all())
+    wall = time.perf_counter() - wall
+    cpu = cpu_by_kind(emulator)
+    cpu.subtract(before)
+    assert statuses == {"succeeded": rows}, statuses
+    return Result(rows, wall, cpu)
+
+
+def per_row(small: Result, large: Result) -> Counter[str]:
+    """Marginal CPU seconds per row, by kind: what one more row costs."""
+    extra = large.rows - small.rows
+    return Counter({kind: (large.cpu[kind] - small.cpu[kind]) / extra for kind in large.cpu})
+
+
+def one_machine(rows: int, rounds: int, base: str, pid: int) -> list[str]:
+    on_ray(base, pid, 64)  # warm-up: the first job also imports on the workers
+    plain, ray_rows, ratios, walls = [], [], [], []
+    for _ in range(rounds):
+        a = per_row(baseline(base, rows), baseline(base, 3 * rows))
+        small, large = on_ray(base, pid, rows), on_ray(base, pid, 3 * rows)
+        b = per_row(small, large)
+        plain.append(a)
+        ray_rows.append(b)
+        ratios.append(sum(b.values()) / sum(a.values()))
+        walls.append((large.wall - small.wall) / (2 * rows))
+    with PeakRSS() as peak:  # a job of its own: the sampling costs the driver CPU
+        on_ray(base, pid, 3 * rows)
+    base_us = statistics.median(sum(a.values()) for a in plain) * 1e6
+    ray_us = statistics.median(sum(b.values()) for b in ray_rows) * 1e6
+    kinds = sorted({k for b in ray_rows for k in b}, key=lambda k: -ray_rows[0][k])
+    split = ", ".join(
+        f"{kind} {statistics.median(b[kind] for b in ray_rows) * 1e6:,.0f} µs" for kind in kinds
+    )
+    driver_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return [
+        f"### One machine: `demo-echo` runs, marginal CPU per row ({rows:,} vs {3 * rows:,} "
+        f"rows, {rounds} paired rounds)",
+        "",
+        "| client | CPU per row (median) | rows/s marginal (median) |",
+        "|---|---|---|",
+        f"| `runs.create_many` (concurrency 64) | {base_us:,.0f} µs | - |",
+        f"| `map_runs` (2 actors x 32, its ledger actor) | {ray_us:,.0f} µs "
+        f"| {1 / statistics.median(walls):,.0f} |",
+        "",
+        f"- CPU per row, map_runs / create_many (paired median): "
+        f"**{statistics.median(ratios):.2f} x** (rounds: "
+        f"{', '.join(f'{r:.2f}' for r in ratios)})",
+        f"- where map_runs' CPU per row goes (medians): {split}",
+        f"- memory: driver peak RSS {driver_mib:,.0f} MiB; largest map actor peak RSS "
+        f"{peak.peak_kib / 1024:,.0f} MiB",
+    ]
+
+
+# -- scaling -------------------------------------------------------------------------------
+
+
+def ray_job(base: str, rows: int, actors: int, in_flight: int) -> float:
+    """Steady rows/s of a TimedRunner pool: the sum over actors of each one's rows over
+    its first batch start to last batch end (without the staggered start-ups)."""
     out = (
         ray.data.range(rows, override_num_blocks=max(8, 4 * actors))
         .map_batches(
@@ -104,7 +242,7 @@ def ray_job(base: str, emulator: int, rows: int, actors: int, concurrency: int) 
             fn_constructor_kwargs={
                 "job": f"bench-{time.time_ns()}",
                 "to_request": echo,
-                "concurrency": concurrency,
+                "in_flight": in_flight,
                 "base_url": base,
             },
             compute=ActorPoolStrategy(size=actors),
@@ -115,15 +253,7 @@ def ray_job(base: str, emulator: int, rows: int, actors: int, concurrency: int) 
         .select_columns(["run_status", "actor", "started", "ended"])
         .take_all()
     )
-    wall, cpu = time.perf_counter() - wall, tree_cpu(emulator) - cpu
-    assert len(out) == rows
     assert {row["run_status"] for row in out} == {"succeeded"}
-    return Result(rows, wall, cpu, steady_rate(out))
-
-
-def steady_rate(out: list[dict[str, Any]]) -> float:
-    """The sum over actors of each one's rows over its first batch start to last batch end:
-    the rate of a long job whose actors all run, without their staggered start-ups."""
     by_actor: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in out:
         by_actor[row["actor"]].append(row)
@@ -133,71 +263,50 @@ def steady_rate(out: list[dict[str, Any]]) -> float:
     )
 
 
-def start_ray() -> float:
-    started = time.perf_counter()
+def scaling(rows_per_actor: int, base: str) -> list[str]:
+    lines = [
+        "### Scaling: 20 ms added to every request",
+        "",
+        "| actors x in_flight | rows | rows/s steady | vs 1 x 4 |",
+        "|---|---|---|---|",
+    ]
+    one = None
+    for actors, in_flight in ((1, 4), (2, 4), (4, 4), (1, 32)):
+        steady = ray_job(base, rows_per_actor * actors, actors, in_flight)
+        one = one or steady
+        lines.append(
+            f"| {actors} x {in_flight} | {rows_per_actor * actors:,} | {steady:,.0f} "
+            f"| {steady / one:.2f} x |"
+        )
+    return lines
+
+
+def start_ray() -> None:
     ray.init(
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
         runtime_env={"env_vars": {"GATEWAY_API_KEY": KEY, "PYTHONPATH": str(ROOT)}},
     )
-    return time.perf_counter() - started
-
-
-def one_machine(plain: Result, init: float, base: str, pid: int) -> list[str]:
-    ray_job(base, pid, 64, 2, 32)  # warm-up: the first job also imports on the workers
-    on_ray = ray_job(base, pid, plain.rows, 2, 32)
-    fixed = on_ray.wall - on_ray.rows / on_ray.steady
-    return [
-        f"### One machine: {plain.rows:,} `demo-echo` runs, no added latency",
-        "",
-        "| client | rows/s end to end | rows/s steady | client CPU per row |",
-        "|---|---|---|---|",
-        f"| `runs.create_many` (concurrency 64) | {plain.rows / plain.wall:,.0f} | - "
-        f"| {plain.cpu / plain.rows * 1e6:,.0f} µs |",
-        f"| `map_runs` (2 actors x 32) | {on_ray.rows / on_ray.wall:,.0f} "
-        f"| {on_ray.steady:,.0f} | {on_ray.cpu / on_ray.rows * 1e6:,.0f} µs |",
-        "",
-        f"- ratio map_runs / create_many: end to end {plain.wall / on_ray.wall:.2f} x, "
-        f"steady {on_ray.steady / (plain.rows / plain.wall):.2f} x; CPU per row "
-        f"{on_ray.cpu / plain.cpu:.1f} x",
-        f"- fixed start-up cost: `ray.init` {init:.1f} s, then {fixed:.1f} s per job "
-        "(actors starting, first batches) before the steady rate",
-    ]
-
-
-def scaling(rows_per_actor: int, base: str, pid: int) -> list[str]:
-    lines = [
-        "### Scaling: 20 ms added to every request",
-        "",
-        "| actors x concurrency | rows | rows/s steady | vs 1 x 4 |",
-        "|---|---|---|---|",
-    ]
-    one = None
-    for actors, concurrency in ((1, 4), (2, 4), (4, 4), (1, 32)):
-        result = ray_job(base, pid, rows_per_actor * actors, actors, concurrency)
-        one = one or result.steady
-        lines.append(
-            f"| {actors} x {concurrency} | {result.rows:,} | {result.steady:,.0f} "
-            f"| {result.steady / one:.2f} x |"
-        )
-    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=4000)
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scaling-rows", type=int, default=1024, help="rows per actor")
+    parser.add_argument("--no-scaling", action="store_true")
     args = parser.parse_args()
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray").setLevel(logging.WARNING)  # stdout is the RESULTS.md section
     # Both emulators fork before Ray starts its threads in this process.
-    with emulator_process(None) as (base, pid), emulator_process("0.02") as (slow, slow_pid):
-        plain = baseline(base, args.rows, concurrency=64)
+    with emulator_process(None) as (base, pid), emulator_process("0.02") as (slow, _):
         try:
-            init = start_ray()
-            lines = ["## Ray Data (`gateway_async.ray`)", "", *one_machine(plain, init, base, pid)]
-            lines += ["", *scaling(args.scaling_rows, slow, slow_pid)]
+            start_ray()
+            lines = ["## Ray Data (`gateway_async.ray`)", ""]
+            lines += one_machine(args.rows, args.rounds, base, pid)
+            if not args.no_scaling:
+                lines += ["", *scaling(args.scaling_rows, slow)]
         finally:
             ray.shutdown()
     print("\n".join(lines))
