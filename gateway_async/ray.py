@@ -61,6 +61,7 @@ from gateway_async import (
     NotAttemptedError,
     PermissionDeniedError,
     RateLimitError,
+    RetryPolicy,
     Run,
     RunRequest,
     idempotency_key,
@@ -222,15 +223,14 @@ class _GatewayActor:
         """The actor's Gateway, built in the loop that calls it (and bound to that loop)."""
         if self._gateway is None or self._slots is None or self._permits is None:
             self._loop = asyncio.get_running_loop()
+            # A 429 comes back to the row (not slept through inside the transport), so
+            # that the whole job pauses and narrows, not this actor alone.
+            retry = self._gateway_kwargs.get("retry") or RetryPolicy()
             self._gateway = Gateway(
                 api_key=None if self._api_key is None else self._api_key.value,
                 base_url=self._base_url,
-                **self._gateway_kwargs,
+                **{**self._gateway_kwargs, "retry": _without_429(retry)},
             )
-            # A 429 comes back to the row (not slept through inside the transport), so
-            # that the whole job pauses and narrows, not this actor alone.
-            retry = self._gateway._transport.retry
-            self._gateway._transport.retry = attrs.evolve(retry, statuses=retry.statuses - {429})
             self._slots = asyncio.Semaphore(self._in_flight)
             self._permits = _permits_of(self._control, self._in_flight)
         return self._gateway, self._slots, self._permits
@@ -264,7 +264,7 @@ class _GatewayActor:
         self, gateway: Gateway, permits: JobPermits, call: Callable[[], Awaitable[T]]
     ) -> T | GatewayError:
         """``call()`` under the job's permits: its failure returned (or raised if it dooms
-        every row), a 429 paused for job-wide and tried again."""
+        every row); after a 429 the whole job pauses and the call is tried again."""
         for attempt in range(_MAX_THROTTLED + 1):
             permit = await permits.take()
             if permit is None:
@@ -399,6 +399,12 @@ def _message(exc: BaseException) -> str:
 
 def _error(exc: GatewayError, width: int) -> Values:
     return _failure(type(exc).__name__, _message(exc), width)
+
+
+def _without_429(retry: object) -> RetryPolicy:
+    if not isinstance(retry, RetryPolicy):
+        raise _fail("gateway_kwargs", "retry must be a RetryPolicy")
+    return attrs.evolve(retry, statuses=retry.statuses - {429})
 
 
 def _pause(gateway: Gateway, outcome: object, attempt: int) -> float | None:
