@@ -250,7 +250,7 @@ def test_previews_are_bounded_by_the_cap(emulator: EmulatorProcess) -> None:
     map: 375 runs of 1,000 were billed before): under max_spend it charges at most the cap."""
     before = emulator.snapshot()
     cap = Decimal("0.0200")
-    out = map_runs(ray.data.range(1000), job="t-preview", to_request=echo, max_spend=cap)
+    out = map_runs(ray.data.range(1000), job="t-preview", to_request=echo, actors=1, max_spend=cap)
     assert len(out.take(5)) == 5
     charged = emulator.snapshot().charged - before.charged
     assert Decimal(0) < charged <= cap
@@ -308,6 +308,7 @@ def test_requests_per_second_paces_the_job_as_a_whole() -> None:
 
 
 def test_an_unreachable_gateway_stops_the_job_within_a_minute() -> None:
+    """Before: the job "succeeded" after 12 s with every row an APIConnectionError row."""
     with socket.create_server(("127.0.0.1", 0)) as held:
         port = held.getsockname()[1]
     started = time.monotonic()
@@ -315,7 +316,7 @@ def test_an_unreachable_gateway_stops_the_job_within_a_minute() -> None:
         ray.data.range(600),
         job="t-down",
         to_request=echo,
-        actors=2,
+        actors=1,
         base_url=f"http://127.0.0.1:{port}",
     )
     with pytest.raises(ray.exceptions.RayTaskError, match="could not be reached"):
