@@ -57,7 +57,9 @@ if TYPE_CHECKING:
         IngestItem,
         IngestSummary,
         Journal,
+        JournalError,
         JournalLockedError,
+        JournalMismatchError,
     )
 
 # Imported on first use, from the module that defines them: the pipeline and the upload
@@ -70,7 +72,9 @@ _LAZY = {
     "IngestItem": "pipeline",
     "IngestSummary": "pipeline",
     "Journal": "pipeline",
+    "JournalError": "pipeline",
     "JournalLockedError": "pipeline",
+    "JournalMismatchError": "pipeline",
     "UploadProgress": "_upload.engine",
 }
 
@@ -105,7 +109,9 @@ __all__ = [
     "InsufficientFundsError",
     "InvalidRequestError",
     "Journal",
+    "JournalError",
     "JournalLockedError",
+    "JournalMismatchError",
     "Limits",
     "MarketplaceModel",
     "MediaRef",

@@ -1,26 +1,36 @@
-"""The resumable ingest journal: one SQLite file remembering what was uploaded and indexed.
+"""The ingest journal: a cache of identities already finished, in one SQLite file.
 
-Per source it records an identity (path, size, mtime_ns and, once known, the sha256 of the
-content), and per content hash the ``media_ref`` it was uploaded as; per (source, job) the
-run attempt: its state, its idempotency key and the exact request body that key covers,
-written *before* the request is sent (write-ahead), so a resumed attempt re-sends the same
-body under the same key and the Gateway replays it instead of running it twice. Re-running
-an ingest therefore skips what is done, resumes what is pending, reuses uploads by content
-(same sha256, no second upload) and runs the rest. The run states and their only moves
-are the ``_MOVES`` table below (drawn in ``docs/pipeline.md``).
+The identity of an upload is (job, sha256, size) of the bytes sent, and of a run (job, the
+exact request body with each media input standing for its content's sha256); every key
+derives from it (``idempotency_key``), so a process without any journal redoes a job
+exactly once for as long as the Gateway remembers keys (24 hours). The journal only makes
+that cheaper and longer: per content it records the ``media_ref`` it was uploaded as, and
+per run identity (``runs.key``, which is also its Idempotency-Key) its state and the exact
+body written *before* the request is sent, so a rerun skips what is done without any
+request, re-sends an attempt whose outcome is unknown with its very body, and still knows
+after 24 hours. The run states and their only moves are the ``_MOVES`` table below (drawn
+in ``docs/pipeline.md``).
+
+A journal is bound to the Gateway's base URL, the workspace (from the wallet) and the job
+on first use; used against another one it raises ``JournalMismatchError``, before any
+upload or run. A file that is damaged, not a journal, unreadable or unwritable raises
+``JournalError`` naming the path and what to do, never a raw ``sqlite3`` error.
 
 SQLite runs in WAL mode on one worker thread that owns the only connection, so the event
 loop never waits on disk; calls are queued to that thread in order. Every write is its own
 transaction, and the state only ever moves forward, so a crash or a cancellation between two
-writes leaves a journal that a later run reads correctly. A sidecar lock file (``flock``)
-keeps a second process, or a second ``Journal`` in this one, from using the same file.
-``PRAGMA user_version`` holds the schema version; older files are migrated step by step
-(``_MIGRATIONS``) when opened.
+writes leaves a journal that a later run reads correctly. An exclusive ``flock`` on the
+journal file itself (its real identity: symlinks and hard links resolve to one lock, and
+no lock file is left beside it) keeps a second process, or a second ``Journal`` in this
+one, from using it at once. ``PRAGMA user_version`` holds the schema version; older files
+are migrated step by step (``_MIGRATIONS``) when opened; a version-2 journal's finished
+runs (keyed by source) are still recognised by content and stage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -35,7 +45,16 @@ import attrs
 from ._errors import GatewayError, RateLimitError, executed_outcome
 from .models import MediaRef, Run
 
-__all__ = ["Intent", "Journal", "JournalLockedError", "Recall", "never_executed", "settled_state"]
+__all__ = [
+    "Intent",
+    "Journal",
+    "JournalError",
+    "JournalLockedError",
+    "JournalMismatchError",
+    "Recall",
+    "never_executed",
+    "settled_state",
+]
 
 T = TypeVar("T")
 
@@ -51,7 +70,7 @@ class SourceStat(Protocol):
     def mtime_ns(self) -> int | None: ...
 
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS media (
@@ -71,7 +90,10 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         "ALTER TABLE runs ADD COLUMN body TEXT",
         "UPDATE runs SET status = 'pending' WHERE status = 'error'",
     ),
+    2: (),  # version 3: run rows keyed by identity; the binding is written on first use
 }
+_BINDING: Final = ("base_url", "workspace", "job")
+_LEGACY: Final = "(key LIKE 'path:%' OR key LIKE 'sha256:%')"  # version-2 rows, by source
 
 # The run states of one (source, job), and the only moves between them (see the table in
 # docs/pipeline.md). "pending" is written *before* the request is sent, with the key and
@@ -89,8 +111,33 @@ _MOVES: Final[dict[str | None, frozenset[str]]] = {
 }
 
 
-class JournalLockedError(GatewayError):
+class JournalError(GatewayError):
+    """The journal file cannot be used (damaged, not a journal, unreadable, unwritable);
+    ``path`` names it and the message says what to do."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class JournalLockedError(JournalError):
     """The journal file is in use by another process (or another ``Journal`` object)."""
+
+
+class JournalMismatchError(JournalError):
+    """The journal belongs to another Gateway, workspace or job than this ingest's."""
+
+
+def _journal_error(path: str, exc: BaseException) -> JournalError:
+    """What an SQLite or OS error on the journal means for the user, and what to do."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
+        advice = "it is not a gateway-async journal; pass the path of a new file, e.g. ingest.db"
+    elif any(word in text for word in ("full", "readonly", "I/O")) or isinstance(exc, OSError):
+        advice = "free disk space (or check the disk), or pass a journal path on a writable disk"
+    else:
+        advice = "it is damaged; move it aside and pass a new journal path"
+    return JournalError(f"journal {path} cannot be used ({text}): {advice}", path=path)
 
 
 @attrs.frozen(kw_only=True)
@@ -104,22 +151,10 @@ class Intent:
 
 @attrs.frozen(kw_only=True)
 class Recall:
-    """What the journal knows about one source for one job."""
+    """What the journal knows about one run identity."""
 
-    sha256: str | None = None  # None: new or changed since last time (size or mtime)
-    media: MediaRef | None = None
-    done_sha256: str | None = None  # the content whose run of this job succeeded
+    done: bool = False  # it succeeded: skip it, without any request
     pending: Intent | None = None  # an attempt whose outcome is unknown: re-send it as is
-
-    def done(self, sha256: str | None) -> bool:
-        """Whether this job already succeeded on this very content."""
-        return sha256 is not None and sha256 == self.done_sha256
-
-    def resumable(self, sha256: str | None) -> Intent | None:
-        """The pending attempt to re-send for this content, if there is one."""
-        if self.pending is not None and self.pending.sha256 == sha256:
-            return self.pending
-        return None
 
 
 def never_executed(error: BaseException) -> bool:
@@ -141,25 +176,39 @@ def settled_state(outcome: Run | BaseException) -> str | None:
 
 
 class _Lock:
-    """An exclusive, non-blocking ``flock`` on ``<journal>.lock``, held while open."""
+    """An exclusive, non-blocking ``flock`` on the journal file itself, held while open.
+
+    Taken on the file's real identity (the path resolved, then the open inode), so two
+    names of one file (a symlink, a hard link) share the lock, and no lock file is ever
+    created beside it. A file this lock created is removed again if the journal is refused
+    before use (``discard``), so nothing is left among the user's files.
+    """
 
     def __init__(self) -> None:
         self._fd: int | None = None
+        self.real = ""
+        self._created = False
 
     def acquire(self, journal: str) -> None:
+        self.real = os.path.realpath(journal)
+        self._created = not os.path.lexists(self.real)
+        try:
+            fd = os.open(self.real, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _journal_error(journal, exc) from None
         try:
             import fcntl
         except ImportError:  # not POSIX: SQLite's own locking still keeps the file sound
+            self._fd = fd
             return
-        lock_path = journal + ".lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise JournalLockedError(
-                f"journal {journal} is in use by another ingest (lock file {lock_path}); "
-                "wait for it to finish, or use another journal"
+                f"journal {journal} is in use by another ingest (the file {self.real} is "
+                "locked); wait for it to finish, or use another journal",
+                path=journal,
             ) from None
         self._fd = fd
 
@@ -167,6 +216,14 @@ class _Lock:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)  # closing the descriptor drops the flock
+
+    def discard(self) -> None:
+        """Release, and remove the file (and SQLite's sidecars) if this lock created it."""
+        self.release()
+        if self._created:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.real + suffix)
 
 
 class Journal:
@@ -185,7 +242,8 @@ class Journal:
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> Journal:
-        """Lock and open (or create) the journal at ``path``."""
+        """Lock and open (or create) the journal at ``path``; ``JournalError`` (nothing left
+        behind) when it cannot be used, ``JournalLockedError`` when another holds it."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-journal")
         lock = _Lock()
         try:
@@ -193,9 +251,15 @@ class Journal:
             filename, jid = await loop.run_in_executor(executor, _connect, path, lock)
         except BaseException:
             executor.shutdown(wait=True)
-            lock.release()
+            lock.discard()
             raise
         return cls(filename, lock, executor, jid)
+
+    async def bind(self, base_url: str, workspace: str, job: str) -> None:
+        """Bind a new journal to this Gateway, workspace and job, or check that it is
+        bound to them: ``JournalMismatchError`` naming both otherwise (a journal written
+        against staging would otherwise skip, or fail, every item in production)."""
+        await self._call(_bind, self.path, (base_url, workspace, job))
 
     async def __aenter__(self) -> Journal:
         return self
@@ -216,31 +280,27 @@ class Journal:
             self._executor.shutdown(wait=True)
             self._lock.release()
 
-    def run_key(self, key: str, sha256: str, job: str, attempts: int) -> str:
-        """The idempotency key of attempt number ``attempts`` of a run (unique per attempt)."""
-        return _run_key(self.id, key, sha256, job, attempts)
-
-    async def recall(
-        self, key: str, job: str, *, size: int | None, mtime_ns: int | None, sha256: str | None
-    ) -> Recall:
-        """What is known of source ``key``: its content hash if unchanged, upload, run."""
-        return await self._call(_recall, key, job, size, mtime_ns, sha256)
+    async def recall(self, key: str, job: str, sha256: str) -> Recall:
+        """What is known of the run identity ``key`` (of stage ``job``, on content
+        ``sha256``): done, or an attempt pending with its key and body."""
+        return await self._call(_recall, key, job, sha256)
 
     async def media_for(self, sha256: str) -> MediaRef | None:
         """A media_ref already uploaded with this content, if any."""
         return await self._call(_media_for, sha256)
 
-    async def remember(self, key: str, source: SourceStat, media: MediaRef) -> None:
-        """Record a source's identity (path, size, mtime) and the upload holding its content."""
-        await self._call(_remember, key, source.path, source.size, source.mtime_ns, media)
+    async def remember(self, media: MediaRef) -> None:
+        """Record the upload holding a content (by its sha256)."""
+        await self._call(_remember, media)
 
     async def begin_run(self, key: str, job: str, sha256: str, body: str) -> Intent:
-        """Write a run attempt ahead of sending it; returns what to send, and under which key.
+        """Write a run attempt ahead of sending it; returns what to send. ``key`` is the
+        run's identity and its Idempotency-Key.
 
-        If an attempt on this content is already pending (its outcome unknown), that one is
+        If an attempt of this identity is already pending (its outcome unknown), that one is
         returned unchanged, its stored body included: the caller must send it, not ``body``.
         """
-        return await self._call(_begin_run, self.id, key, job, sha256, body)
+        return await self._call(_begin_run, key, job, sha256, body)
 
     async def settle_run(
         self, key: str, job: str, intent: Intent, outcome: Run | BaseException
@@ -250,12 +310,17 @@ class Journal:
         state = settled_state(outcome)
         if state is not None:
             run = outcome if isinstance(outcome, Run) else None
-            await self._call(_settle_run, key, job, intent.idem_key, state, run)
+            await self._call(_settle_run, job, intent.idem_key, state, run)
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         if self._closed:
             raise GatewayError(f"journal {self.path} is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except (sqlite3.Error, OSError) as exc:
+            error = _journal_error(self.path, exc)
+        raise error  # outside the except: the sqlite3 error is not chained
 
 
 # -- the worker thread's side: one connection, owned by that thread -------------------------
@@ -279,13 +344,32 @@ def _connect(path: str | os.PathLike[str], lock: _Lock) -> tuple[str, str]:
     """Lock, open and (if new or older) set up the journal; returns its path and its id."""
     filename = os.path.abspath(os.fspath(path))
     lock.acquire(filename)
-    conn = sqlite3.connect(filename, timeout=5.0)
+    try:
+        conn = sqlite3.connect(lock.real, timeout=5.0)
+    except sqlite3.Error as exc:
+        raise _journal_error(filename, exc) from None
+    try:
+        jid = _set_up(conn, filename)
+    except (sqlite3.Error, OSError) as exc:
+        conn.close()
+        raise _journal_error(filename, exc) from None
+    except BaseException:
+        conn.close()
+        raise
+    _local.conn = conn
+    return filename, jid
+
+
+def _set_up(conn: sqlite3.Connection, filename: str) -> str:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        conn.close()
-        raise GatewayError(f"journal {filename} was written by a newer gateway-async")
+        raise JournalError(
+            f"journal {filename} was written by a newer gateway-async; upgrade, or pass "
+            "another journal path",
+            path=filename,
+        )
     with conn:
         if version == 0:  # new: today's schema
             conn.executescript(_SCHEMA)
@@ -295,8 +379,7 @@ def _connect(path: str | os.PathLike[str], lock: _Lock) -> tuple[str, str]:
         )
         jid = str(conn.execute("SELECT value FROM meta WHERE name = 'id'").fetchone()[0])
         _migrate(conn, jid, version)
-    _local.conn = conn
-    return filename, jid
+    return jid
 
 
 def _migrate(conn: sqlite3.Connection, jid: str, version: int) -> None:
@@ -326,30 +409,45 @@ def _disconnect() -> None:
         conn.close()
 
 
-def _recall(
-    key: str, job: str, size: int | None, mtime_ns: int | None, sha256: str | None
-) -> Recall:
+def _bind(path: str, binding: tuple[str, str, str]) -> None:
     db = _db()
-    if sha256 is None:
-        row = db.execute(
-            "SELECT sha256 FROM sources WHERE key = ? AND size IS ? AND mtime_ns IS ?",
-            (key, size, mtime_ns),
-        ).fetchone()
-        sha256 = row[0] if row else None
+    marks = ", ".join("?" * len(_BINDING))
+    rows = dict(db.execute(f"SELECT name, value FROM meta WHERE name IN ({marks})", _BINDING))
+    if not rows:
+        with db:
+            db.executemany(
+                "INSERT INTO meta (name, value) VALUES (?, ?)", zip(_BINDING, binding, strict=True)
+            )
+        return
+    bound = tuple(rows.get(name, "") for name in _BINDING)
+    if bound != binding:
+        raise JournalMismatchError(
+            f"journal {path} belongs to {_describe(bound)}, not to {_describe(binding)}; "
+            "its records mean nothing there: pass another journal path for this one",
+            path=path,
+        )
+
+
+def _describe(binding: tuple[str, ...]) -> str:
+    base_url, workspace, job = binding
+    return f"Gateway {base_url} (workspace {workspace}, job {job or '(none)'!r})"
+
+
+def _recall(key: str, job: str, sha256: str) -> Recall:
     run = _run_row(key, job)
+    if run is None:  # a version-2 journal named the run by its source, not its identity
+        run = _legacy_row(job, sha256)
+    if run is None:
+        return Recall()
     pending = None
-    if run is not None and run.status == PENDING and run.idem_key and run.body is not None:
+    if run.status == PENDING and run.idem_key and run.body is not None:
         pending = Intent(sha256=run.sha256, idem_key=run.idem_key, body=run.body)
-    return Recall(
-        sha256=sha256,
-        media=None if sha256 is None else _media_for(sha256),
-        done_sha256=run.sha256 if run is not None and run.status == SUCCEEDED else None,
-        pending=pending,
-    )
+    return Recall(done=run.status == SUCCEEDED, pending=pending)
 
 
 @attrs.frozen
 class _RunRow:
+    key: str
     status: str
     sha256: str
     attempts: int
@@ -357,11 +455,26 @@ class _RunRow:
     body: str | None
 
 
+def _legacy_row(job: str, sha256: str) -> _RunRow | None:
+    """A version-2 row of this stage and content: done, or pending (resent as written)."""
+    row = (
+        _db()
+        .execute(
+            "SELECT key, status, sha256, attempts, idem_key, body FROM runs WHERE job = ? AND "
+            f"sha256 = ? AND {_LEGACY} AND status IN (?, ?) ORDER BY status = ? DESC LIMIT 1",
+            (job, sha256, SUCCEEDED, PENDING, SUCCEEDED),
+        )
+        .fetchone()
+    )
+    return None if row is None else _RunRow(*row)
+
+
 def _run_row(key: str, job: str) -> _RunRow | None:
     row = (
         _db()
         .execute(
-            "SELECT status, sha256, attempts, idem_key, body FROM runs WHERE key = ? AND job = ?",
+            "SELECT key, status, sha256, attempts, idem_key, body FROM runs "
+            "WHERE key = ? AND job = ?",
             (key, job),
         )
         .fetchone()
@@ -384,18 +497,12 @@ def _media_for(sha256: str) -> MediaRef | None:
     )
 
 
-def _remember(
-    key: str, path: str | None, size: int | None, mtime_ns: int | None, media: MediaRef
-) -> None:
+def _remember(media: MediaRef) -> None:
     assert media.sha256 is not None
     with _db() as db:
         db.execute(
             "INSERT OR REPLACE INTO media VALUES (?, ?, ?, ?, ?)",
             (media.sha256, media.media_ref, media.size, media.content_type, media.filename),
-        )
-        db.execute(
-            "INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?, ?)",
-            (key, path, size, mtime_ns, media.sha256),
         )
 
 
@@ -405,39 +512,43 @@ def _moving(to: str, current: str | None) -> None:
         raise GatewayError(f"journal: a run cannot move from {current or 'new'} to {to}")
 
 
-def _begin_run(jid: str, key: str, job: str, sha256: str, body: str) -> Intent:
+def _begin_run(key: str, job: str, sha256: str, body: str) -> Intent:
     with _db() as db:
         row = _run_row(key, job)
-        # A run's life is per content: a changed source starts a new one.
-        current = row.status if row is not None and row.sha256 == sha256 else None
+        legacy = _legacy_row(job, sha256) if row is None else None
+        if legacy is not None and legacy.status == PENDING:
+            row = legacy  # an older version's attempt of this run: it is the one to re-send
+        current = None if row is None else row.status
         if row is not None and current == PENDING and row.idem_key:
             if row.body is None:  # written by version 1: its key, and from now on this body
-                db.execute("UPDATE runs SET body = ? WHERE key = ? AND job = ?", (body, key, job))
-            return Intent(sha256=sha256, idem_key=row.idem_key, body=row.body or body)
+                db.execute(
+                    "UPDATE runs SET body = ? WHERE key = ? AND job = ?", (body, row.key, job)
+                )
+            return Intent(sha256=row.sha256, idem_key=row.idem_key, body=row.body or body)
         _moving(PENDING, current)
-        attempts = 0 if row is None else row.attempts + 1
-        idem_key = _run_key(jid, key, sha256, job, attempts)
+        # The key is the identity itself: every attempt of it, in any process, sends it.
         db.execute(
             "INSERT INTO runs (key, job, sha256, run_id, status, credits, attempts, updated_at, "
-            "idem_key, body) VALUES (?, ?, ?, NULL, ?, NULL, ?, ?, ?, ?) "
+            "idem_key, body) VALUES (?, ?, ?, NULL, ?, NULL, 0, ?, ?, ?) "
             "ON CONFLICT (key, job) DO UPDATE SET sha256 = excluded.sha256, run_id = NULL, "
-            "status = excluded.status, credits = NULL, attempts = excluded.attempts, "
+            "status = excluded.status, credits = NULL, attempts = runs.attempts + 1, "
             "updated_at = excluded.updated_at, idem_key = excluded.idem_key, body = excluded.body",
-            (key, job, sha256, PENDING, attempts, _now(), idem_key, body),
+            (key, job, sha256, PENDING, _now(), key, body),
         )
-    return Intent(sha256=sha256, idem_key=idem_key, body=body)
+    return Intent(sha256=sha256, idem_key=key, body=body)
 
 
-def _settle_run(key: str, job: str, idem_key: str, state: str, run: Run | None) -> None:
-    """Move the pending attempt ``idem_key`` to ``state``; any other row is left alone."""
+def _settle_run(job: str, idem_key: str, state: str, run: Run | None) -> None:
+    """Move the pending attempt ``idem_key`` (in whichever row holds it: a version-2 one is
+    named by its source) to ``state``; any other row is left alone."""
     sources = sorted(s for s, moves in _MOVES.items() if s is not None and state in moves)
     marks = ", ".join("?" * len(sources))
     credits = None if run is None else str(run.usage.credits)
     with _db() as db:
         db.execute(
             "UPDATE runs SET status = ?, run_id = ?, credits = ?, updated_at = ? "
-            f"WHERE key = ? AND job = ? AND idem_key = ? AND status IN ({marks})",
-            (state, None if run is None else run.id, credits, _now(), key, job, idem_key, *sources),
+            f"WHERE job = ? AND idem_key = ? AND status IN ({marks})",
+            (state, None if run is None else run.id, credits, _now(), job, idem_key, *sources),
         )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Any, Unpack
 
-from ._journal import Journal, JournalLockedError
+from ._journal import Journal, JournalError, JournalLockedError, JournalMismatchError
 from ._pipeline._control import AIMDLimiter, SpendBudget
 from ._pipeline._engine import Ingest
 from ._pipeline._settings import IngestOptions, Settings
@@ -35,7 +35,9 @@ __all__ = [
     "IngestOptions",
     "IngestSummary",
     "Journal",
+    "JournalError",
     "JournalLockedError",
+    "JournalMismatchError",
     "SpendBudget",
     "ingest",
 ]

@@ -12,10 +12,16 @@ that dooms every item (401, 402, 403, a failing source iterator) stops the readi
 cancels the uploads: what finished is yielded, then the error is raised. Cancelling the
 caller cancels everything.
 
-Exactly once: a journaled run is written ahead (its key and exact body) before it is sent,
-and every attempt sends the journal's copy; the engine only asks the journal (``begin_run``,
-``settle_run``), which owns the states. So any of these endings, or a crash between any two
-steps, leaves a journal that the next run resumes without running anything twice.
+Exactly once: with a ``job`` (or a journal, whose random id then stands for one) every
+upload is named by its content and every run by its identity, (job, the exact request body
+with each media input standing for its content's sha256); their keys derive from it, so any
+process on any machine that redoes an item sends the same keys and the Gateway replays
+instead of executing again. A journal is a cache of those identities: a run it knows is
+done is skipped without a request, and a journaled run is written ahead (its key and exact
+body) before it is sent, every attempt sending the journal's copy; the engine only asks the
+journal (``recall``, ``begin_run``, ``settle_run``), which owns the states. So any of these
+endings, or a crash between any two steps, leaves a state the next run resumes without
+running anything twice.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from .._errors import (
     PermissionDeniedError,
     RateLimitError,
 )
+from .._identity import idempotency_key
 from .._journal import Intent, Journal
 from .._schema import check_input
 from .._telemetry import Attributes
@@ -68,8 +75,9 @@ class _Work:
 
     index: int
     source: Any
-    identity: Identity = attrs.Factory(Identity)
+    identity: Identity = attrs.Factory(Identity)  # the run's identity key and content hash
     media: MediaRef | None = None
+    request: RunRequest | None = None  # built once: the caller's input= and params= run once
     intent: Intent | None = None  # the journal's written-ahead attempt, once there is one
     claim: str | None = None  # the journal key this item holds (see ``_claim``)
 
@@ -96,6 +104,7 @@ class Ingest:
         self._limiter = AIMDLimiter(settings.run_concurrency)
         self._budget: SpendBudget | None = None
         self._journal: Journal | None = None
+        self._namespace: str | None = None  # the job every key derives from (None: random)
         self._input_field: str | None = None
         self._schema: dict[str, Any] = {}
         self._engine: asyncio.Task[None] | None = None
@@ -246,13 +255,22 @@ class Ingest:
         self._schema = model.input_schema
         if self._input_field is not None:  # e.g. a model that requires a second field
             check_input({self._input_field: _PROBE}, self._schema, s.model)
-        if s.max_spend is not None:
+        wallet = None
+        if s.max_spend is not None or s.journal is not None:
             wallet = await gw.billing.wallet()
+        if s.max_spend is not None and wallet is not None:
             self._budget = SpendBudget(min(s.max_spend, wallet.balance), model.price_per_run)
         if isinstance(s.journal, Journal):
             self._journal = s.journal
         elif s.journal is not None:
             self._journal = await Journal.open(s.journal)
+        if self._journal is not None and wallet is not None:
+            # Before any upload or run: a journal of another Gateway would skip, or fail,
+            # every item here.
+            await self._journal.bind(str(gw.base_url), wallet.workspace_id, s.job or "")
+        self._namespace = s.job
+        if s.job is None and self._journal is not None:
+            self._namespace = f"journal-{self._journal.id}"
 
     async def _teardown(self) -> None:
         try:
@@ -389,12 +407,18 @@ class Ingest:
             self._emit(work, error=_not_run())
             return False
         try:
+            reused = False
             if isinstance(work.source, MediaRef):
                 work.media = work.source
-                return True
-            if self._journal is not None and journaled(work.source):
-                return await self._recall_or_upload(work, self._journal)
-            work.media = await self._upload(work)
+            elif self._journal is not None and journaled(work.source):
+                reused = await self._recall_media(work, self._journal)
+            else:
+                work.media = await self._upload(work)
+            if self._namespace is not None and not await self._identified(work, self._namespace):
+                return False
+            if reused:
+                self._tally.reused += 1
+                self._event("reused", work)
             return True
         except asyncio.CancelledError:
             if not self._absorb_cancel():
@@ -407,37 +431,35 @@ class Ingest:
         self._drop(work)  # doomed while uploading
         return False
 
-    async def _recall_or_upload(self, work: _Work, journal: Journal) -> bool:
-        """Skip what the journal has done, resume what it has pending, reuse what it has
-        uploaded, upload the rest."""
-        ident = identify(work.source)
-        if ident.key is None:  # bytes are named by their content
-            ident = await content_sha256(work.source, ident)
-        key = ident.key
+    async def _recall_media(self, work: _Work, journal: Journal) -> bool:
+        """The upload the journal knows for this content (hashed here, no request: True),
+        or a fresh one, remembered (False)."""
+        ident = await content_sha256(work.source, identify(work.source))
+        assert ident.sha256 is not None
+        work.media = await journal.media_for(ident.sha256)
+        if work.media is not None:
+            return True
+        media = await self._upload(work)
+        work.media = attrs.evolve(media, sha256=media.sha256 or ident.sha256)
+        await journal.remember(work.media)
+        return False
+
+    async def _identified(self, work: _Work, namespace: str) -> bool:
+        """Name the run by its identity (the key every process derives alike); with a
+        journal, skip it if done (False) or take up its pending attempt."""
+        work.request = self._request(work, None)
+        work.identity = run_identity(namespace, work.request, work.media)
+        key, sha256 = work.identity.key, work.identity.sha256
         assert key is not None
         await self._claim(work, key)
-        known = await journal.recall(
-            key, self._s.job, size=ident.size, mtime_ns=ident.mtime_ns, sha256=ident.sha256
-        )
-        if known.sha256 is None:  # new, or touched since last time: hash it
-            ident = await content_sha256(work.source, ident)
-        sha256 = known.sha256 or ident.sha256
-        assert sha256 is not None
-        media = known.media or await journal.media_for(sha256)
-        if media is not None and known.sha256 is None:  # a new name for known content
-            await journal.remember(key, ident, media)
-        work.media, work.identity = media, attrs.evolve(ident, sha256=sha256)
-        if known.done(sha256):
+        journal = self._journal
+        if journal is None or sha256 is None:
+            return True
+        known = await journal.recall(key, self._s.stage, sha256)
+        if known.done:
             self._emit(work, skipped=True)
             return False
-        work.intent = known.resumable(sha256)  # sent before, outcome unknown: send it again
-        if work.intent is None and media is None:
-            media = await self._upload(work)
-            work.media = attrs.evolve(media, sha256=media.sha256 or sha256)
-            await journal.remember(key, ident, work.media)
-        else:  # known content, or a resumed attempt (its body names an upload already)
-            self._tally.reused += 1
-            self._event("reused", work)
+        work.intent = known.pending  # sent before, outcome unknown: send it again as it was
         return True
 
     async def _upload(self, work: _Work) -> MediaRef:
@@ -447,8 +469,10 @@ class Ingest:
         try:
             # The journal's file also resumes a multipart upload cut off by a crash.
             journal = None if self._journal is None else self._journal.path
+            # A stream cannot be hashed before it is sent: its upload keeps random keys.
+            job = None if isinstance(work.source, AsyncIterable) else self._namespace
             media = await self._gw.media.upload(
-                work.source, checksum=self._s.checksum, journal=journal
+                work.source, checksum=self._s.checksum, journal=journal, job=job
             )
         finally:
             self._uploading.discard(task)
@@ -510,14 +534,18 @@ class Ingest:
         return True
 
     async def _prepare(self, work: _Work) -> RunRequest:
-        """The request to send. A journaled item's is written ahead (key and exact body),
-        and what is sent is the journal's copy: a resumed attempt re-sends its old body."""
+        """The request to send, under its identity's key (random without a job). A journaled
+        item's is written ahead (key and exact body), and what is sent is the journal's copy:
+        a resumed attempt re-sends its old body."""
         ident, journal = work.identity, self._journal
-        if journal is None or ident.key is None or ident.sha256 is None:
-            return self._request(work, new_idempotency_key())
+        request = work.request or self._request(work, None)
+        if ident.key is None:
+            return attrs.evolve(request, idempotency_key=new_idempotency_key())
+        if journal is None or ident.sha256 is None:
+            return attrs.evolve(request, idempotency_key=ident.key)
         if work.intent is None:
-            body = encode_body(self._request(work, None).to_body())
-            work.intent = await journal.begin_run(ident.key, self._s.job, ident.sha256, body)
+            body = encode_body(request.to_body())
+            work.intent = await journal.begin_run(ident.key, self._s.stage, ident.sha256, body)
         return RunRequest.from_dict(
             json.loads(work.intent.body), idempotency_key=work.intent.idem_key
         )
@@ -565,7 +593,7 @@ class Ingest:
         """Tell the journal what became of the item's written-ahead attempt."""
         key, journal = work.identity.key, self._journal
         if journal is not None and key is not None and work.intent is not None:
-            await journal.settle_run(key, self._s.job, work.intent, outcome)
+            await journal.settle_run(key, self._s.stage, work.intent, outcome)
 
 
 def _described(s: Settings) -> Attributes:
@@ -598,3 +626,15 @@ def encode_body(body: dict[str, Any]) -> str:
     encoding: a MediaRef is sent as its ref, a Decimal as a string). It cannot fail: a
     ``RunRequest`` refuses values that do not encode when it is built."""
     return dumps(body).decode()
+
+
+def run_identity(namespace: str, request: RunRequest, media: MediaRef | None) -> Identity:
+    """A run's identity: (job, the exact request body, in which the media input stands for
+    its content's sha256, so the same content uploaded again under another ``media_ref``
+    is the same run). Its key is the run's Idempotency-Key in every process."""
+    body = encode_body(request.to_body())
+    sha256 = None if media is None else media.sha256
+    if media is not None and sha256 is not None:
+        body = body.replace(json.dumps(media.media_ref), json.dumps(f"sha256:{sha256}"))
+    key = idempotency_key(namespace, {"run": json.loads(body)})
+    return Identity(key=key, sha256=sha256)

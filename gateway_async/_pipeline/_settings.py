@@ -10,6 +10,7 @@ from typing import Any, Required, TypeAlias, TypedDict
 import attrs
 
 from .._errors import InvalidRequestError
+from .._identity import check_job
 from .._journal import Journal
 from .._schema import media_field
 from ..models import MarketplaceModel, MediaRef
@@ -35,6 +36,7 @@ class IngestOptions(TypedDict, total=False):
     upload_concurrency: int
     run_concurrency: int
     journal: JournalArg
+    job: str | None
     max_spend: Decimal | None
     ordered: bool
     checksum: bool
@@ -97,6 +99,7 @@ class Settings:
     upload_concurrency: int = 8
     run_concurrency: int = 32
     journal: JournalArg = None
+    job: str | None = None
     max_spend: Decimal | None = None
     ordered: bool = False
     checksum: bool = True
@@ -122,13 +125,21 @@ class Settings:
             )
         check_journal(self.journal)
         check_trace(self.trace)
+        if self.job is not None:
+            check_job(self.job)
+        if not self.checksum and (self.job is not None or self.journal is not None):
+            raise InvalidRequestError(
+                "checksum: a job or a journal names each upload by its content, which needs "
+                "its hash; drop checksum=False",
+                field="checksum",
+            )
         if self.max_spend is not None and (
             not isinstance(self.max_spend, Decimal) or not self.max_spend.is_finite()
         ):
             raise InvalidRequestError(_decimal_fix(self.max_spend), field="max_spend")
 
     @property
-    def job(self) -> str:
+    def stage(self) -> str:
         """What the journal calls this ingest's work on each source."""
         return f"{self.model}\0{self.mode}\0{self.scope or ''}"
 

@@ -197,10 +197,12 @@ def summary_lines(
     return lines
 
 
-def _resume_hint(journal: str | None) -> str:
+def _resume_hint(journal: str | None, job: str | None = None) -> str:
     if journal:
         return "rerun with the same --journal to resume"
-    return "nothing was journaled: rerun with --journal FILE to make the next run resumable"
+    if job:
+        return "rerun with the same --job to resume (within 24 h; add --journal for longer)"
+    return "nothing was journaled: rerun with --job NAME to make the next run resumable"
 
 
 def _item_json(item: IngestItem) -> dict[str, Any]:
@@ -472,12 +474,16 @@ async def index(gw: Gateway, args: argparse.Namespace) -> int:
         params=_path_metadata if _takes_metadata(model) else None,
         run_concurrency=args.concurrency,
         journal=args.journal,
+        job=args.job,
         max_spend=args.max_spend,
         on_event=progress_events(progress, gate),
     )
     on_interrupt(
         args,
-        lambda: [*summary_lines(ingest.summary, total=len(files)), _resume_hint(args.journal)],
+        lambda: [
+            *summary_lines(ingest.summary, total=len(files)),
+            _resume_hint(args.journal, args.job),
+        ],
     )
     try:
         summary = await drain(ingest, progress, args.json)

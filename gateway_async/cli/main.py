@@ -187,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--scope", required=True, help="the vector scope to index into")
     index.add_argument("--mode", default="index", help="run mode (default: index)")
     index.add_argument("--journal", help="SQLite journal: resume, skip what is done")
+    index.add_argument(
+        "--job",
+        help="name the work (e.g. photos-2026-12): a rerun from any machine, even without "
+        "the journal, uploads and executes nothing twice (for 24 h)",
+    )
     index.add_argument("--max-spend", type=_decimal, help="credits this command may spend")
     index.add_argument("--input-field", help="input field that takes the media_ref")
 
@@ -291,7 +296,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except APITimeoutError as exc:  # names the deadline, and --timeout to change it
         return _fail(flag_message(exc), 1)
     except (GatewayError, OSError) as exc:
-        return _fail(exc, 1)
+        return _fail(exc, 2 if _journal_refused(exc) else 1)
+
+
+def _journal_refused(exc: BaseException) -> bool:
+    """A journal that cannot be used (damaged, another's, locked) is a usage error: exit 2."""
+    from .._journal import JournalError  # loaded by then: only the ingest raises it
+
+    return isinstance(exc, JournalError)
 
 
 def _quiet_broken_pipe() -> int:

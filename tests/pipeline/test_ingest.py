@@ -221,17 +221,21 @@ async def test_rerun_with_a_journal_does_nothing_twice(
 async def test_same_content_is_uploaded_once(
     emu: Emulator, gw: Gateway, make_files: MakeFiles, tmp_path: Path
 ) -> None:
-    """Content-addressed reuse: copies share one upload; a touched file is not re-sent."""
+    """Content-addressed: copies are one identity (one upload, one run); a touched file is
+    not re-sent."""
     copies = make_files(5, content=b"the same bytes")
     journal = tmp_path / "ingest.db"
     first = await collect(gw, copies, journal=journal, upload_concurrency=1)
     assert emu.stats.uploads_completed == 1
     assert len({item.media_ref for item in first}) == 1
+    assert sorted(item.skipped for item in first) == [False, True, True, True, True]
     copies[0].write_bytes(b"the same bytes")  # new mtime, same content
     other = gw.ingest(copies, model=MODEL, scope="other", journal=journal)
     _ = [item async for item in other]
-    assert (other.summary.uploaded, other.summary.reused, other.summary.succeeded) == (0, 5, 5)
+    summary = other.summary
+    assert (summary.uploaded, summary.reused, summary.succeeded, summary.skipped) == (0, 1, 1, 4)
     assert emu.stats.uploads_completed == 1
+    assert emu.stats.executions == 2
 
 
 async def test_cancelling_the_consumer_leaves_nothing_running(

@@ -25,33 +25,27 @@ from gateway_async import (
     ServerError,
     UnprocessableEntityError,
 )
-from gateway_async._journal import Recall
-from gateway_async._pipeline._sources import Identity
+from gateway_async._journal import Recall, _run_key
 from gateway_async.models import Run, RunUsage
 from gateway_async.pipeline import Journal, JournalLockedError
 
 JOB = "demo-image-embed\0index\0test"
 MEDIA = MediaRef(media_ref="mref_1", size=3, content_type="image/png", sha256="aa", filename="a")
-STAT = Identity(key="path:/a", path="/a", size=3, mtime_ns=7)
 
 
-async def test_an_unknown_source_is_recalled_empty(tmp_path: Path) -> None:
-    """A fresh journal knows nothing of a source."""
+async def test_an_unknown_identity_is_recalled_empty(tmp_path: Path) -> None:
+    """A fresh journal knows nothing of a run, nor of a content."""
     async with await Journal.open(tmp_path / "j.db") as journal:
-        known = await journal.recall("path:/a", JOB, size=3, mtime_ns=7, sha256=None)
-    assert (known.sha256, known.media, known.pending) == (None, None, None)
+        known = await journal.recall("k", JOB, "aa")
+        media = await journal.media_for("aa")
+    assert (known.done, known.pending, media) == (False, None, None)
 
 
-async def test_remembered_media_is_recalled_while_the_file_is_unchanged(tmp_path: Path) -> None:
-    """Same size and mtime: the hash and upload are known; changed: they are not."""
+async def test_remembered_media_is_recalled_by_content(tmp_path: Path) -> None:
     async with await Journal.open(tmp_path / "j.db") as journal:
-        await journal.remember("path:/a", STAT, MEDIA)
-        same = await journal.recall("path:/a", JOB, size=3, mtime_ns=7, sha256=None)
-        touched = await journal.recall("path:/a", JOB, size=3, mtime_ns=8, sha256=None)
-        by_content = await journal.media_for("aa")
-    assert (same.sha256, same.media) == ("aa", MEDIA)
-    assert (touched.sha256, touched.media) == (None, None)
-    assert by_content == MEDIA
+        await journal.remember(MEDIA)
+        assert await journal.media_for("aa") == MEDIA
+        assert await journal.media_for("bb") is None
 
 
 def a_run(status: str) -> Run:
@@ -70,19 +64,19 @@ def status_error(cls: type[APIStatusError], status: int) -> APIStatusError:
     return cls("refused", status_code=status, code="x")
 
 
-async def _recall(journal: Journal, sha256: str = "aa") -> Recall:
-    return await journal.recall("k", JOB, size=None, mtime_ns=None, sha256=sha256)
+async def _recall(journal: Journal, key: str = "k") -> Recall:
+    return await journal.recall(key, JOB, "aa")
 
 
-async def test_a_succeeded_run_marks_that_content_done(tmp_path: Path) -> None:
-    """Done is per content: a success on old content does not cover new content."""
+async def test_a_succeeded_run_marks_that_identity_done(tmp_path: Path) -> None:
+    """Done is per identity: a success of one does not cover another."""
     async with await Journal.open(tmp_path / "j.db") as journal:
         intent = await journal.begin_run("k", JOB, "aa", '{"b":1}')
         await journal.settle_run("k", JOB, intent, a_run("succeeded"))
         known = await _recall(journal)
-    assert known.done("aa")
-    assert not known.done("bb")
-    assert known.pending is None
+        other = await _recall(journal, "k2")
+    assert (known.done, known.pending) == (True, None)
+    assert not other.done
 
 
 async def test_an_attempt_is_written_ahead_and_resent_as_written(tmp_path: Path) -> None:
@@ -95,9 +89,9 @@ async def test_an_attempt_is_written_ahead_and_resent_as_written(tmp_path: Path)
     async with await Journal.open(path) as journal:
         known = await _recall(journal)
         again = await journal.begin_run("k", JOB, "aa", '{"input":"mref_2"}')
-    assert known.resumable("aa") == again == intent
+    assert known.pending == again == intent
     assert again.body == '{"input":"mref_1"}'
-    assert known.resumable("bb") is None  # changed content: that attempt is not resent
+    assert intent.idem_key == "k"  # the identity is the key, in every process
 
 
 @pytest.mark.parametrize(
@@ -105,7 +99,7 @@ async def test_an_attempt_is_written_ahead_and_resent_as_written(tmp_path: Path)
     [
         APIConnectionError("reset after sending"),
         status_error(ServerError, 503),
-        status_error(ConflictError, 409),  # a run with this key exists: never a new key
+        status_error(ConflictError, 409),  # a run with this key exists: never a new body
         status_error(RateLimitError, 429),
     ],
     ids=["lost", "5xx", "409", "429"],
@@ -124,20 +118,22 @@ async def test_an_unknown_outcome_keeps_the_key_and_body(
     [a_run("failed"), status_error(UnprocessableEntityError, 422)],
     ids=["failed", "rejected"],
 )
-async def test_a_finished_attempt_moves_to_a_new_key(tmp_path: Path, outcome: Any) -> None:
-    """A run that failed, or a request surely never executed, is retried for real: new key,
-    new body."""
+async def test_a_finished_attempt_is_sent_again_under_its_identity(
+    tmp_path: Path, outcome: Any
+) -> None:
+    """A run that failed, or a request surely never executed, is tried again with the new
+    body, under the same key: the identity (a failed run's replay costs nothing)."""
     async with await Journal.open(tmp_path / "j.db") as journal:
         first = await journal.begin_run("k", JOB, "aa", "{}")
         await journal.settle_run("k", JOB, first, outcome)
         second = await journal.begin_run("k", JOB, "aa", '{"new":1}')
-    assert second.idem_key != first.idem_key
+    assert second.idem_key == first.idem_key == "k"
     assert second.body == '{"new":1}'
 
 
 async def test_states_only_move_forward(tmp_path: Path) -> None:
     """A succeeded row is never overwritten: not by a late failure of the same attempt, not
-    by a new attempt on the same content."""
+    by a new attempt of the same identity."""
     async with await Journal.open(tmp_path / "j.db") as journal:
         intent = await journal.begin_run("k", JOB, "aa", "{}")
         await journal.settle_run("k", JOB, intent, a_run("succeeded"))
@@ -145,37 +141,38 @@ async def test_states_only_move_forward(tmp_path: Path) -> None:
         await journal.settle_run("k", JOB, intent, status_error(BadRequestError, 400))
         with pytest.raises(GatewayError, match="from succeeded to pending"):
             await journal.begin_run("k", JOB, "aa", "{}")
-        assert (await _recall(journal)).done("aa")
-        newer = await journal.begin_run("k", JOB, "bb", "{}")  # the file changed: a new life
-    assert newer.sha256 == "bb"
+        assert (await _recall(journal)).done
 
 
-async def test_a_late_answer_of_an_old_attempt_changes_nothing(tmp_path: Path) -> None:
-    """Only the pending attempt can be settled: an older attempt's answer is ignored."""
+async def test_a_late_answer_of_a_settled_attempt_changes_nothing(tmp_path: Path) -> None:
+    """Only a pending attempt can be settled: a second answer to a settled one is ignored."""
     async with await Journal.open(tmp_path / "j.db") as journal:
         old = await journal.begin_run("k", JOB, "aa", "{}")
         await journal.settle_run("k", JOB, old, status_error(BadRequestError, 400))
-        new = await journal.begin_run("k", JOB, "aa", '{"new":1}')
         await journal.settle_run("k", JOB, old, a_run("succeeded"))
         known = await _recall(journal)
-    assert not known.done("aa")
-    assert known.resumable("aa") == new
+    assert not known.done
 
 
 async def test_a_version_1_journal_is_migrated_keeping_its_keys(tmp_path: Path) -> None:
-    """An in-flight run of a v1 journal keeps its (attempt-derived) key after the upgrade."""
+    """An in-flight run of a v1 journal (named by its source) keeps its attempt-derived key
+    and is found by content and stage: its attempt is re-sent, never a new one."""
     path = tmp_path / "v1.db"
     db = sqlite3.connect(path)
     with db:
         db.executescript(V1_SCHEMA)
         db.execute("INSERT INTO meta VALUES ('id', 'jid')")
-        db.execute("INSERT INTO runs VALUES ('k', ?, 'aa', NULL, 'error', NULL, 2, 't')", (JOB,))
+        db.execute(
+            "INSERT INTO runs VALUES ('path:/a', ?, 'aa', NULL, 'error', NULL, 2, 't')", (JOB,)
+        )
         db.execute("PRAGMA user_version=1")
     db.close()
     async with await Journal.open(path) as journal:
-        intent = await journal.begin_run("k", JOB, "aa", '{"b":1}')
-        assert intent.idem_key == journal.run_key("k", "aa", JOB, 2)
-        assert (await _recall(journal)).resumable("aa") == intent
+        intent = await journal.begin_run("identity", JOB, "aa", '{"b":1}')
+        assert intent.idem_key == _run_key("jid", "path:/a", "aa", JOB, 2)
+        assert (await journal.recall("identity", JOB, "aa")).pending == intent
+        await journal.settle_run("identity", JOB, intent, a_run("succeeded"))
+        assert (await journal.recall("identity", JOB, "aa")).done
 
 
 V1_SCHEMA = """
@@ -190,15 +187,15 @@ CREATE TABLE runs (key TEXT NOT NULL, job TEXT NOT NULL, sha256 TEXT NOT NULL, r
 """
 
 
-async def test_keys_are_stable_across_reopening_and_differ_between_journals(
+async def test_the_journal_id_is_stable_across_reopening_and_differs_between_journals(
     tmp_path: Path,
 ) -> None:
-    """The journal id seeds the keys: same file, same key; another journal, another key."""
-    keys = []
+    """Without a job, the journal's id stands for one (its keys' namespace)."""
+    ids = []
     for name in ("a.db", "a.db", "b.db"):
         async with await Journal.open(tmp_path / name) as journal:
-            keys.append(journal.run_key("k", "aa", JOB, 0))
-    assert keys[0] == keys[1] != keys[2]
+            ids.append(journal.id)
+    assert ids[0] == ids[1] != ids[2]
 
 
 async def test_a_second_journal_on_the_same_file_is_refused(tmp_path: Path) -> None:
@@ -234,11 +231,7 @@ async def test_close_waits_for_queued_writes_and_stops_the_thread(tmp_path: Path
     """Writes queued before close land; no journal thread is left running."""
     journal = await Journal.open(tmp_path / "j.db")
     writes = [
-        asyncio.ensure_future(
-            journal.remember(
-                f"k{i}", attrs.evolve(STAT, path=f"/{i}"), attrs.evolve(MEDIA, sha256=f"{i}")
-            )
-        )
+        asyncio.ensure_future(journal.remember(attrs.evolve(MEDIA, sha256=f"{i}")))
         for i in range(50)
     ]
     await asyncio.sleep(0)

@@ -87,24 +87,25 @@ async def test_a_source_that_fails_while_uploads_are_queued_raises_and_ends(
 async def test_identical_files_whose_replies_were_lost_execute_once_each_over_resumes(
     emu: Emulator, make_files: MakeFiles, tmp_path: Path
 ) -> None:
-    """Two files, same bytes, both runs executed with their replies lost: two resumes later
-    there are still exactly two executions and no ConflictError (it used to be three)."""
+    """Two files, same bytes: one identity (issue #20), whose run executed with its replies
+    lost: two resumes later there is still exactly one execution and no ConflictError."""
     files = make_files(2, content=b"twin bytes")
     journal = tmp_path / "j.db"
     async with emu.client(max_retries=0) as gw:
         lose_run_replies(emu)
         first = await collect(gw, files, journal=journal)
         assert all(isinstance(item.error, APIConnectionError) for item in first)
-        assert emu.stats.executions == 2
+        assert emu.stats.executions == 1
         emu.set_faults(None)
         resumed = await collect(gw, files, journal=journal)
         again = await collect(gw, files, journal=journal)
     assert [item.error for item in resumed] == [None, None]
     assert all(item.ok for item in resumed)
+    assert sorted(item.skipped for item in resumed) == [False, True]
     assert all(item.skipped for item in again)
-    assert (emu.stats.executions, emu.stats.charges) == (2, 2)
+    assert (emu.stats.executions, emu.stats.charges) == (1, 1)
     assert set(emu.stats.executions_by_idempotency_key.values()) == {1}
-    assert emu.stats.replays == 2  # the resume re-sent each body under its own key
+    assert emu.stats.replays >= 1  # the resume re-sent the body under its key
 
 
 async def test_the_same_bytes_twice_run_once_and_a_rerun_runs_nothing(

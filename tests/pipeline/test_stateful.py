@@ -5,8 +5,8 @@ fault reaches the pipeline). Its steps interleave journaled ingests of a small p
 sources (two files with the same bytes, the same bytes twice in one input) with: replies
 lost after executing (runs only, or every POST), runs answered 409 after executing (a run
 with this key exists), 429s with ``Retry-After: 3600``, a source iterator that raises,
-and crashes (the ingest cancelled after some items). The model is the set of sources
-ingested so far; the server must never execute (or charge) more than once per source,
+and crashes (the ingest cancelled after some items). The model is the set of contents
+ingested so far; the server must never execute (or charge) more than once per content,
 a long Retry-After must never pause the client, and at the end a clean ingest of every
 source leaves exactly one execution and one charge each, and a rerun executes nothing.
 """
@@ -14,6 +14,7 @@ source leaves exactly one execution and one charge each, and a rerun executes no
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -181,8 +182,9 @@ def _sources(chosen: list[Any], source_error: bool) -> Iterator[Any]:
 
 
 def _key(source: Any) -> str:
-    """The model's name for a source: as the journal names it (bytes by content)."""
-    return f"bytes:{bytes(source).hex()}" if isinstance(source, bytes | bytearray) else str(source)
+    """The model's name for a source: its content (one identity per content and request)."""
+    data = source.read_bytes() if isinstance(source, Path) else bytes(source)
+    return hashlib.sha256(data).hexdigest()
 
 
 IngestMachine.TestCase.settings = settings(
