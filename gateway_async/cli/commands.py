@@ -37,7 +37,7 @@ from .. import (
 )
 from .. import _schema as schema
 from .._pipeline._settings import check_journal
-from .._pipeline._sources import identify
+from .._pipeline._sources import file_sha256
 from ..pipeline import Ingest, IngestEvent, IngestItem, IngestSummary, Journal
 from ._common import UsageError, error_line, on_interrupt, one_line, rerun
 from .output import Progress, dump_json, human_bytes, json_text, jsonable, print_table
@@ -202,7 +202,7 @@ def _resume_hint(journal: str | None, job: str | None = None) -> str:
         return "rerun with the same --journal to resume"
     if job:
         return "rerun with the same --job to resume (within 24 h; add --journal for longer)"
-    return "nothing was journaled: rerun with --job NAME to make the next run resumable"
+    return "nothing was journaled: rerun with --journal FILE to make the next run resumable"
 
 
 def _item_json(item: IngestItem) -> dict[str, Any]:
@@ -360,6 +360,9 @@ async def upload(gw: Gateway, args: argparse.Namespace) -> int:
             if args.journal
             else None
         )
+        if journal is not None:  # its records mean nothing on another Gateway or job
+            wallet = await gw.billing.wallet()
+            await journal.bind(str(gw.base_url), wallet.workspace_id, args.job or "")
         one = _upload_one(gw, args, progress, journal)
         await stack.enter_async_context(progress)
         outcomes = await stack.enter_async_context(
@@ -390,17 +393,15 @@ async def upload(gw: Gateway, args: argparse.Namespace) -> int:
 def _upload_one(
     gw: Gateway, args: argparse.Namespace, progress: Progress, journal: Journal | None
 ) -> Callable[[Path], Awaitable[MediaRef | _Journaled]]:
-    """One file: skipped if the journal has it unchanged, else uploaded (named by
-    content with ``--job``) and then journaled."""
+    """One file: skipped if the journal holds its content (hashed here: the journal is a
+    cache by content, never by path or mtime), else uploaded (named by content with
+    ``--job``) and then journaled."""
 
     async def one(path: Path) -> MediaRef | _Journaled:
-        ident = None if journal is None else await asyncio.to_thread(identify, path)
-        if journal is not None and ident is not None and ident.key is not None:
-            known = await journal.recall(
-                ident.key, "upload", size=ident.size, mtime_ns=ident.mtime_ns, sha256=None
-            )
-            if known.media is not None:
-                return _Journaled(known.media)
+        if journal is not None:
+            known = await journal.media_for(await asyncio.to_thread(file_sha256, str(path)))
+            if known is not None:
+                return _Journaled(known)
         sent = 0
 
         def on_progress(event: UploadProgress) -> None:
@@ -409,8 +410,8 @@ def _upload_one(
             sent = event.bytes_sent
 
         media = await gw.media.upload(path, on_progress=on_progress, job=args.job)
-        if journal is not None and ident is not None and ident.key and media.sha256:
-            await journal.remember(ident.key, ident, media)
+        if journal is not None and media.sha256 is not None:
+            await journal.remember(media)
         return media
 
     return one
