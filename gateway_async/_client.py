@@ -25,7 +25,7 @@ from ._config import (
 from ._errors import ConfigurationError
 from ._logging import register_secret, unregister_secret
 from ._retry import RetryPolicy
-from ._telemetry import EventHooks, new_telemetry
+from ._telemetry import EventHooks, Observers, new_telemetry
 from ._transport import Transport
 from .resources.billing import Billing
 from .resources.marketplace import Marketplace
@@ -83,8 +83,10 @@ class Gateway:
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError("session must be an aiohttp.ClientSession")
         self.limits = limits or Limits()
+        self._observers = Observers()
         observer = new_telemetry(
             enabled=telemetry,
+            observers=self._observers,
             event_hooks=event_hooks,
             tracer_provider=_tracer_provider,
             meter_provider=_meter_provider,
@@ -134,6 +136,16 @@ class Gateway:
     @property
     def retry(self) -> RetryPolicy:
         return self._transport.retry
+
+    @property
+    def observer_failures(self) -> Mapping[str, int]:
+        """How often each kind of observer failed: ``"tracing"``, ``"metrics"``,
+        ``"propagator"``, ``"request hook"``, ``"response hook"``, ``"on_event"``.
+
+        Such failures never change a call's outcome; each kind is logged once (a warning on
+        the ``gateway_async`` logger) and counted here.
+        """
+        return dict(self._observers.failures)
 
     def __repr__(self) -> str:
         return f"Gateway(base_url={str(self.base_url)!r}, auth={self._credentials.kind})"

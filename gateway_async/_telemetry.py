@@ -11,6 +11,12 @@ no-op spans would still cost a context attach, a span object and a header copy p
 +0.7% instructions per run, counted (benchmarks/RESULTS.md). The application configuring a
 provider later is seen at the next call.
 
+Observers are contained: every call into code the SDK does not own (the OpenTelemetry API
+and SDK, span processors, propagators, metric readers, event hooks, an ingest's ``on_event``)
+goes through one boundary, ``Observers``. Whatever such code does (raise, raise
+``CancelledError``), the call's outcome is unchanged: the failure is logged once per kind,
+counted (``Gateway.observer_failures``), and a paid result is returned.
+
 Never recorded: the API key, the access token (headers are not recorded; hooks get them
 redacted), a pre-signed URL's query (``url.full`` is built without it), and ``input``,
 ``params`` or ``output`` (only the model, mode, scope and ids are). Exception messages are
@@ -19,8 +25,10 @@ not recorded either (they may quote an input value): ``error.type`` is a class o
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any, Final, TypeAlias, TypeVar
@@ -35,6 +43,7 @@ from ._version import __version__
 __all__ = [
     "Attributes",
     "EventHooks",
+    "Observers",
     "RequestInfo",
     "ResponseInfo",
     "Telemetry",
@@ -112,6 +121,61 @@ class ResponseInfo(RequestInfo):
     status: int
     elapsed: float
     request_id: str | None = None
+
+
+class Observers:
+    """The one boundary between a call and the code that watches it.
+
+    Tracing, metrics, propagators, event hooks and callbacks are called through ``call``
+    (sync) or ``wait`` (sync or async): what they raise, ``CancelledError`` included, is
+    logged once per kind, counted in ``failures``, and goes no further, so a call that was
+    executed (and charged) returns its result whatever its observers did. A real
+    cancellation of the calling task, pending while an async observer was awaited, is
+    not the observer's and goes on.
+    """
+
+    __slots__ = ("_logged", "failures")
+
+    def __init__(self) -> None:
+        self.failures: Counter[str] = Counter()
+        self._logged: set[str] = set()
+
+    def call(self, kind: str, observer: Callable[..., R], *args: Any) -> R | None:
+        """``observer(*args)``, or None if it raised (a sync call cannot be cancelled)."""
+        try:
+            return observer(*args)
+        except (Exception, asyncio.CancelledError) as exc:
+            self.failed(kind, exc, observer)
+            return None
+
+    async def wait(self, kind: str, observer: Callable[..., Any], *args: Any) -> None:
+        """``observer(*args)``, awaited if it returns an awaitable; contained as ``call``."""
+        try:
+            result = observer(*args)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the call itself is being cancelled (or timed out): not the observer
+            self.failed(kind, exc, observer)
+        except Exception as exc:
+            self.failed(kind, exc, observer)
+
+    def failed(self, kind: str, error: BaseException, observer: object = None) -> None:
+        """Count a failure of ``kind``; log the first one of each kind (a warning)."""
+        self.failures[kind] += 1
+        if kind in self._logged:
+            return
+        self._logged.add(kind)
+        name = getattr(observer, "__qualname__", None) or type(observer).__name__
+        logger.warning(
+            "%s (%s) raised %s; the call goes on (logged once per kind, counted in "
+            "Gateway.observer_failures)",
+            kind,
+            name,
+            type(error).__name__,
+        )
 
 
 def _hooks(event_hooks: EventHooks | None) -> tuple[tuple[Hook, ...], tuple[Hook, ...]]:
@@ -192,6 +256,7 @@ class _Otel:
 def new_telemetry(
     *,
     enabled: bool,
+    observers: Observers,
     event_hooks: EventHooks | None = None,
     tracer_provider: Any = None,
     meter_provider: Any = None,
@@ -205,7 +270,7 @@ def new_telemetry(
         otel = _Otel(tracer_provider, meter_provider)
     if otel is None and not request_hooks and not response_hooks:
         return None
-    return Telemetry(otel, request_hooks, response_hooks)
+    return Telemetry(otel, request_hooks, response_hooks, observers)
 
 
 def _error_type(error: BaseException, status: int | None, timed_out: bool) -> str:
@@ -234,19 +299,20 @@ def retry_reason(error: BaseException) -> str:
 class Telemetry:
     """One client's spans, metrics and event hooks; see the module docstring for the cost."""
 
-    __slots__ = ("_failed_hooks", "_hooked", "_otel", "_request_hooks", "_response_hooks")
+    __slots__ = ("_guard", "_hooked", "_otel", "_request_hooks", "_response_hooks")
 
     def __init__(
         self,
         otel: _Otel | None,
         request_hooks: tuple[Hook, ...],
         response_hooks: tuple[Hook, ...],
+        observers: Observers,
     ) -> None:
         self._otel = otel
         self._request_hooks = request_hooks
         self._response_hooks = response_hooks
         self._hooked = bool(request_hooks or response_hooks)
-        self._failed_hooks: set[int] = set()
+        self._guard = observers
 
     def tracing(self) -> bool:
         """Whether spans and metrics go anywhere: explicit providers, or global ones set.
@@ -283,27 +349,34 @@ class Telemetry:
 
         ``outcome`` describes a result, ``ending`` the state at the end whatever happened;
         their attributes go on the span, and the run and upload ones into the metrics.
+        ``call`` is awaited whatever the tracer does: a span that cannot be started leaves
+        the call untraced, one that cannot be ended leaves its result intact.
         """
         otel = self._otel
         assert otel is not None
-        span = otel.tracer.start_span(name, attributes=attributes)
-        token = otel.context.attach(otel.trace.set_span_in_context(span))
+        opened = self._guard.call("tracing", _open, otel, name, attributes)
+        if opened is None:
+            return await call
+        span, token = opened
         try:
             result = await call
         except BaseException as exc:
-            _fail(otel, span, _error_type(exc, getattr(exc, "status_code", None), False))
+            kind = _error_type(exc, getattr(exc, "status_code", None), False)
+            self._guard.call("tracing", _fail, otel, span, kind)
             raise
         else:
             if outcome is not None:
-                described = outcome(result)
-                span.set_attributes(described)
-                self._count(name, described)
+                self._guard.call("tracing", self._describe, name, span, outcome, result)
             return result
         finally:
-            otel.context.detach(token)
-            if ending is not None:
-                span.set_attributes(ending())
-            span.end()
+            self._guard.call("tracing", _close, otel, span, token, ending)
+
+    def _describe(
+        self, name: str, span: Any, outcome: Callable[[R], Attributes], result: R
+    ) -> None:
+        described = outcome(result)
+        span.set_attributes(described)
+        self._guard.call("metrics", self._count, name, described)
 
     def linked_root(self, name: str, attributes: Attributes) -> Any:
         """Start a span that begins a trace of its own, linked to the current span.
@@ -334,28 +407,32 @@ class Telemetry:
         """Yield from ``items`` inside the INTERNAL span ``name``, current only while a page
         is fetched: a context attached across a ``yield`` would leak into the caller's code.
         """
-        otel = self._otel
+        otel, guard = self._otel, self._guard
         assert otel is not None
-        span = otel.tracer.start_span(name)
-        inside = otel.trace.set_span_in_context(span)
+        span = guard.call("tracing", otel.tracer.start_span, name)
+        inside = None if span is None else guard.call("tracing", _in_context, otel, span)
         try:
             while True:
-                token = otel.context.attach(inside)
+                token = None if inside is None else guard.call("tracing", _attach, otel, inside)
                 try:
                     item = await anext(items)
                 except StopAsyncIteration:
                     return
                 finally:
-                    otel.context.detach(token)
+                    if token is not None:
+                        guard.call("tracing", otel.context.detach, token)
                 yield item
         except Exception as exc:
-            _fail(otel, span, _error_type(exc, getattr(exc, "status_code", None), False))
+            if span is not None:
+                kind = _error_type(exc, getattr(exc, "status_code", None), False)
+                guard.call("tracing", _fail, otel, span, kind)
             raise
         finally:
             aclose = getattr(items, "aclose", None)
             if aclose is not None:
                 await aclose()
-            span.end()
+            if span is not None:
+                guard.call("tracing", span.end)
 
     def _count(self, name: str, described: Attributes) -> None:
         """The metrics an operation's outcome feeds (runs, credits, uploaded bytes)."""
@@ -376,10 +453,8 @@ class Telemetry:
         if otel is None or not self.tracing():
             return
         reason = retry_reason(error)
-        otel.retries.add(1, {"gateway.retry.reason": reason})
-        otel.trace.get_current_span().add_event(
-            "gateway.retry", {"gateway.retry.reason": reason, "gateway.retry.delay": delay}
-        )
+        self._guard.call("metrics", otel.retries.add, 1, {"gateway.retry.reason": reason})
+        self._guard.call("tracing", _note_retry, otel, reason, delay)
 
     # -- HTTP attempts ---------------------------------------------------------------------
 
@@ -403,18 +478,18 @@ class Telemetry:
         cancellation was the client's own timeout.
         """
         otel = self._otel if self.tracing() else None
+        guard = self._guard
         span = None
         if otel is not None:
-            span = _client_span(otel, method, url, template, resend)
-            if template is not None:
-                headers = dict(headers)
-                otel.inject(headers, span)
+            span = guard.call("tracing", _client_span, otel, method, url, template, resend)
+            if span is not None and template is not None:
+                headers = guard.call("propagator", _injected, otel, headers, span) or headers
         info = None
         if self._hooked:
             info = RequestInfo(
                 method=method, url=_public_url(url), headers=_redact(headers), attempt=resend + 1
             )
-            await self._fire(self._request_hooks, info)
+            await self._fire("request hook", self._request_hooks, info)
         started = time.perf_counter()
         status: int | None = None
         try:
@@ -424,17 +499,19 @@ class Telemetry:
             status = getattr(error, "status_code", None)
             rid = getattr(error, "request_id", None)
             if otel is not None and span is not None:
-                _fail(otel, span, _error_type(error, status, overdue()))
+                guard.call("tracing", _fail, otel, span, _error_type(error, status, overdue()))
             raise
         else:
             status, rid = answer(result)
             if otel is not None and span is not None and status >= 400:
-                _fail(otel, span, str(status))
+                guard.call("tracing", _fail, otel, span, str(status))
             return result
         finally:
             elapsed = time.perf_counter() - started
             if otel is not None and span is not None:
-                self._answered(otel, span, method, template, status, rid, elapsed)
+                guard.call("tracing", _end_attempt, otel, span, status, rid)
+                labels = _attempt_labels(method, template, status)
+                guard.call("metrics", otel.duration.record, elapsed, labels)
             if info is not None and status is not None:
                 answered = ResponseInfo(
                     **attrs.asdict(info, recurse=False),
@@ -442,46 +519,76 @@ class Telemetry:
                     elapsed=elapsed,
                     request_id=rid,
                 )
-                await self._fire(self._response_hooks, answered)
+                await self._fire("response hook", self._response_hooks, answered)
 
-    def _answered(
-        self,
-        otel: _Otel,
-        span: Any,
-        method: str,
-        template: str | None,
-        status: int | None,
-        request_id: str | None,
-        elapsed: float,
-    ) -> None:
-        """End an attempt's span; record its duration; name its request id on the operation."""
-        labels: dict[str, str | int] = {"http.request.method": method}
-        if template is not None:
-            labels["url.template"] = template
+    async def _fire(self, kind: str, hooks: tuple[Hook, ...], info: RequestInfo) -> None:
+        """Call each hook (awaiting an async one), each contained by the boundary."""
+        for hook in hooks:
+            await self._guard.wait(kind, hook, info)
+
+
+def _open(otel: _Otel, name: str, attributes: Attributes | None) -> tuple[Any, Any]:
+    """Start the INTERNAL span ``name`` and make it current: (span, context token)."""
+    span = otel.tracer.start_span(name, attributes=attributes)
+    try:
+        return span, _attach(otel, _in_context(otel, span))
+    except BaseException:
+        span.end()  # started but never current: end it here, or it leaks
+        raise
+
+
+def _close(otel: _Otel, span: Any, token: Any, ending: Callable[[], Attributes] | None) -> None:
+    """Detach the span's context, add the ``ending`` attributes, end the span."""
+    try:
+        otel.context.detach(token)
+        if ending is not None:
+            span.set_attributes(ending())
+    finally:
+        span.end()
+
+
+def _in_context(otel: _Otel, span: Any) -> Any:
+    return otel.trace.set_span_in_context(span)
+
+
+def _attach(otel: _Otel, context: Any) -> Any:
+    return otel.context.attach(context)
+
+
+def _injected(otel: _Otel, headers: Mapping[str, str], span: Any) -> dict[str, str]:
+    """A copy of ``headers`` with the trace context naming ``span`` (the original is left
+    as it was if the propagator fails half-way)."""
+    copy = dict(headers)
+    otel.inject(copy, span)
+    return copy
+
+
+def _note_retry(otel: _Otel, reason: str, delay: float) -> None:
+    otel.trace.get_current_span().add_event(
+        "gateway.retry", {"gateway.retry.reason": reason, "gateway.retry.delay": delay}
+    )
+
+
+def _end_attempt(otel: _Otel, span: Any, status: int | None, request_id: str | None) -> None:
+    """End an attempt's span; name its request id on the operation span too."""
+    try:
         if status is not None:
-            labels["http.response.status_code"] = status
             span.set_attribute("http.response.status_code", status)
         if request_id:
             span.set_attribute("gateway.request_id", request_id)
             otel.trace.get_current_span().set_attribute("gateway.request_id", request_id)
+    finally:
         span.end()
-        otel.duration.record(elapsed, labels)
 
-    async def _fire(self, hooks: tuple[Hook, ...], info: RequestInfo) -> None:
-        """Call each hook (awaiting an async one); one that raises is logged once, then ignored."""
-        for hook in hooks:
-            try:
-                result = hook(info)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                if id(hook) not in self._failed_hooks:
-                    self._failed_hooks.add(id(hook))
-                    logger.warning(
-                        "event hook %s raised %s; the call goes on (logged once per hook)",
-                        getattr(hook, "__qualname__", type(hook).__name__),
-                        type(exc).__name__,
-                    )
+
+def _attempt_labels(method: str, template: str | None, status: int | None) -> Attributes:
+    """The duration metric's attributes of one attempt."""
+    labels: dict[str, str | int] = {"http.request.method": method}
+    if template is not None:
+        labels["url.template"] = template
+    if status is not None:
+        labels["http.response.status_code"] = status
+    return labels
 
 
 def _client_span(otel: _Otel, method: str, url: URL, template: str | None, resend: int) -> Any:

@@ -12,6 +12,12 @@ that dooms every item (401, 402, 403, a failing source iterator) stops the readi
 cancels the uploads: what finished is yielded, then the error is raised. Cancelling the
 caller cancels everything.
 
+Lifetime: the iteration ends when the runner task (the one that owns the TaskGroup) is done,
+and a task is done however it ended, even cancelled before its first step; nothing waits for
+a marker that some task must remember to send. ``aclose()``, a cancelled consumer and leaving
+``async with`` all take one path (``aclose``): cancel the runner, wait for it. One task
+consumes an ingest; another task iterating it at the same time is refused at once.
+
 Exactly once: with a ``job`` (or a journal, whose random id then stands for one) every
 upload is named by its content and every run by its identity, (job, the exact request body
 with each media input standing for its content's sha256); their keys derive from it, so any
@@ -37,6 +43,7 @@ import attrs
 from .._convert import dumps
 from .._errors import (
     AuthenticationError,
+    ConfigurationError,
     GatewayError,
     InsufficientFundsError,
     InvalidRequestError,
@@ -100,20 +107,22 @@ class Ingest:
         self._slots = asyncio.Semaphore(settings.window)
         self._uploads: asyncio.Queue[_Work | None] = asyncio.Queue(settings.upload_concurrency)
         self._runs: asyncio.Queue[_Work | None] = asyncio.Queue(settings.run_concurrency)
-        self._out: asyncio.Queue[IngestItem | None] = asyncio.Queue()  # bounded by the slots
         self._limiter = AIMDLimiter(settings.run_concurrency)
         self._budget: SpendBudget | None = None
         self._journal: Journal | None = None
         self._namespace: str | None = None  # the job every key derives from (None: random)
         self._input_field: str | None = None
         self._schema: dict[str, Any] = {}
-        self._engine: asyncio.Task[None] | None = None
+        self._runner: asyncio.Task[None] | None = None  # owns the TaskGroup of the stages
+        self._consumer: asyncio.Task[Any] | None = None
         self._feeder: asyncio.Task[None] | None = None
         self._pulling = False
         self._stop_reason: str | None = None
         self._error: BaseException | None = None
-        self._ended = False
-        self._reorder: dict[int, IngestItem] = {}
+        self._ended = False  # the runner is done: no item will be added to ``_reorder``
+        self._reported = False  # the ending (an error, or StopAsyncIteration) was raised
+        self._reorder: dict[int, IngestItem] = {}  # finished items not yet handed out
+        self._changed = asyncio.Event()  # an item finished, or the runner ended
         self._next_index = 0
         self._uploaders_left = settings.upload_concurrency
         self._closed = False
@@ -127,10 +136,10 @@ class Ingest:
     def __repr__(self) -> str:
         s = self._s
         into = f" into {s.scope!r}" if s.scope is not None else ""
-        if self._engine is None:
+        if self._runner is None:
             state = "closed" if self._closed else "not started"
         else:
-            state = "running" if not self._engine.done() else "ended"
+            state = "running" if not self._runner.done() else "ended"
         return f"<Ingest {s.model} {s.mode}{into}, {state}: {self.summary}>"
 
     @property
@@ -151,12 +160,14 @@ class Ingest:
         return self
 
     async def __anext__(self) -> IngestItem:
-        if self._engine is None:
+        self._claim_consumer()
+        if self._runner is None:
             if self._closed:
                 raise StopAsyncIteration
-            self._engine = asyncio.create_task(self._traced_run(), name="gateway-ingest")
+            self._runner = asyncio.create_task(self._traced_run(), name="gateway-ingest")
+            self._runner.add_done_callback(lambda _: self._changed.set())
         try:
-            return await self._next_item()
+            return await self._next_item(self._runner)
         except asyncio.CancelledError:
             self._tally.stopped = self._tally.stopped or "cancelled"
             await self.aclose()
@@ -169,41 +180,75 @@ class Ingest:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel whatever still runs and wait until it has: no task outlives this call."""
-        engine = self._engine
-        if engine is None:
-            if not self._closed:
-                self._closed = True
-                await self._reader.aclose()
-            return
-        if not engine.done():
-            self._tally.stopped = self._tally.stopped or "cancelled"
-            engine.cancel()
-        await asyncio.wait([engine])
+        """Cancel whatever still runs and wait until it has: no task outlives this call.
 
-    async def _next_item(self) -> IngestItem:
+        The one way an ingest ends early: a cancelled consumer and leaving ``async with``
+        come here too. Iterating after it ends the iteration (items not yet handed out are
+        dropped; a journal resumes them).
+        """
+        self._closed = True
+        runner = self._runner
+        if runner is not None:
+            if not runner.done():
+                self._tally.stopped = self._tally.stopped or "cancelled"
+                runner.cancel()
+            await asyncio.wait([runner])
+            if not runner.cancelled():
+                runner.exception()  # retrieved: the consumer will not be told after a close
+        # The runner closes the reader as it ends, unless it was cancelled before its first
+        # step (or never made): closing twice does nothing.
+        await self._reader.aclose()
+
+    def _claim_consumer(self) -> None:
+        """One task consumes an ingest; another one iterating it at the same time is refused.
+
+        Two consumers would each wait for items the other took, and the end reaches both
+        only because it is a state; but which of them gets what is then a matter of timing.
+        """
+        task = asyncio.current_task()
+        consumer = self._consumer
+        if (
+            consumer is not None
+            and consumer is not task
+            and not consumer.done()
+            and not (self._ended and self._reported)
+        ):
+            raise ConfigurationError(
+                "this ingest is already being iterated by another task; an ingest has one "
+                "consumer: iterate it in one task and fan its items out from there (e.g. "
+                "onto an asyncio.Queue read by your workers)"
+            )
+        self._consumer = task
+
+    async def _next_item(self, runner: asyncio.Task[None]) -> IngestItem:
         while True:
+            self._ended = runner.done()
             item = self._take_ready()
             if item is not None:
                 self._slots.release()
                 return item
             if self._ended:
-                error, self._error = self._error, None
-                if error is not None:
-                    raise error
-                raise StopAsyncIteration
-            got = await self._out.get()
-            if got is None:
-                self._ended = True
-            else:
-                self._reorder[got.index] = got
+                raise self._ending(runner)
+            self._changed.clear()
+            await self._changed.wait()
+
+    def _ending(self, runner: asyncio.Task[None]) -> BaseException:
+        """What ends the iteration: the doom's error once, then StopAsyncIteration."""
+        error = None
+        if not self._reported and not self._closed:
+            error = self._error
+            if error is None and not runner.cancelled():
+                error = runner.exception()  # a bug outside the TaskGroup's reach
+        self._reported = True
+        self._error = None
+        return error if error is not None else StopAsyncIteration()
 
     def _take_ready(self) -> IngestItem | None:
         """The next item to hand out: in input order if ``ordered`` (gaps only at the end)."""
         if not self._reorder:
             return None
-        if not self._s.ordered:
-            return self._reorder.popitem()[1]
+        if not self._s.ordered:  # the oldest first
+            return self._reorder.pop(next(iter(self._reorder)))
         item = self._reorder.pop(self._next_index, None)
         if item is None and self._ended:
             item = self._reorder.pop(min(self._reorder))
@@ -239,10 +284,7 @@ class Ingest:
         finally:
             self._tally.ended = time.monotonic()
             self._traces.close()
-            try:
-                await self._teardown()
-            finally:
-                self._out.put_nowait(None)
+            await self._teardown()
 
     async def _setup(self) -> None:
         gw, s = self._gw, self._s
@@ -338,10 +380,11 @@ class Ingest:
         return task.uncancel() == 0
 
     def _event(self, kind: EventKind, work: _Work, nbytes: int = 0) -> None:
+        """Tell ``on_event``; like every observer, one that raises changes nothing (the
+        failure is logged once and counted in ``Gateway.observer_failures``)."""
         if self._s.on_event is not None:
-            self._s.on_event(
-                IngestEvent(kind=kind, index=work.index, source=work.source, nbytes=nbytes)
-            )
+            event = IngestEvent(kind=kind, index=work.index, source=work.source, nbytes=nbytes)
+            self._gw._observers.call("on_event", self._s.on_event, event)
 
     def _emit(self, work: _Work, **outcome: Any) -> None:
         self._traces.done(work.index)
@@ -350,7 +393,8 @@ class Ingest:
         self._tally.count(item)
         kind: EventKind = "skipped" if item.skipped else "succeeded" if item.ok else "failed"
         self._event(kind, work)
-        self._out.put_nowait(item)
+        self._reorder[item.index] = item
+        self._changed.set()
 
     # -- stage 1: read sources -------------------------------------------------------------
 
