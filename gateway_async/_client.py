@@ -163,12 +163,16 @@ class Gateway:
     ) -> None:
         await self.aclose()
 
-    async def aclose(self) -> None:
-        """Close the sessions this client owns. Safe to call twice."""
+    async def aclose(self, *, timeout: float = 1.0) -> None:
+        """Close the client: new calls are refused at once; calls in flight get up to
+        ``timeout`` seconds to finish (a run answered meanwhile is returned), then fail with
+        ``APIConnectionError`` saying the client was closed. Then the sessions this client
+        owns are closed. Safe to call twice."""
+        timeout = finite_seconds("timeout", timeout, allow_zero=True)
+        await self._transport.aclose(timeout)
         storage = self.__dict__.get("_storage")  # never built: nothing to close
         if storage is not None:
             await storage.aclose()
-        await self._transport.aclose()
         if self._registered:
             self._registered = False
             unregister_secret(self._credentials.secret)

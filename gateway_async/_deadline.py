@@ -10,9 +10,10 @@ whose attempt overran it; the transport turns that cancellation into ``APITimeou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Final
 
-__all__ = ["DeadlineWatch"]
+__all__ = ["DeadlineWatch", "InFlight"]
 
 _SLACK: Final = 0.001  # timers may fire a hair early; never expire an attempt before its time
 
@@ -75,3 +76,66 @@ class DeadlineWatch:
                 task.cancel()
         if self._due:
             self._arm(min(self._due.values()))
+
+
+class InFlight:
+    """The tasks with a call in flight, so that closing a client can wait for them.
+
+    ``drain`` waits (bounded) until no other task has a call in flight, then cancels those
+    left, marked as cut off: their call turns that cancellation into a typed "the client was
+    closed" error (``cut_off``), so it is never mistaken for a malformed answer.
+    """
+
+    __slots__ = ("_calls", "_cut", "_left")
+
+    def __init__(self) -> None:
+        self._calls: dict[asyncio.Task[object], int] = {}  # a task may nest calls (a hook)
+        self._cut: set[asyncio.Task[object]] = set()
+        self._left: asyncio.Event | None = None  # set whenever a call ends, while draining
+
+    def enter(self, task: asyncio.Task[object]) -> None:
+        self._calls[task] = self._calls.get(task, 0) + 1
+
+    def leave(self, task: asyncio.Task[object]) -> None:
+        left = self._calls[task] - 1
+        if left:
+            self._calls[task] = left
+        else:
+            del self._calls[task]
+        if self._left is not None:
+            self._left.set()
+
+    def cut_off(self, task: asyncio.Task[object]) -> bool:
+        """Whether ``drain`` (and nobody else) cancelled ``task``; call it on CancelledError."""
+        if task not in self._cut:
+            return False
+        self._cut.discard(task)
+        return task.uncancel() == 0
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for the calls of other tasks, then cut off the rest and
+        wait (as long again at most) for them to end."""
+        if not self._others():
+            return
+        try:
+            await self._until_idle(timeout)
+        except TimeoutError:
+            for task in self._others():
+                self._cut.add(task)
+                task.cancel()
+            # A call that ignores its cancellation: the session then closes under it.
+            with contextlib.suppress(TimeoutError):
+                await self._until_idle(timeout)
+        finally:
+            self._left = None
+
+    def _others(self) -> list[asyncio.Task[object]]:
+        me = asyncio.current_task()
+        return [task for task in self._calls if task is not me]
+
+    async def _until_idle(self, timeout: float) -> None:
+        left = self._left = asyncio.Event()
+        async with asyncio.timeout(timeout):
+            while self._others():
+                left.clear()
+                await left.wait()

@@ -26,7 +26,7 @@ from yarl import URL
 
 from ._config import NOT_GIVEN, Credentials, Limits, NotGiven, Timeouts, call_timeouts
 from ._convert import dumps
-from ._deadline import DeadlineWatch
+from ._deadline import DeadlineWatch, InFlight
 from ._errors import (
     APIConnectionError,
     APIResponseValidationError,
@@ -50,6 +50,7 @@ __all__ = [
     "MAX_RESPONSE_BYTES",
     "Reply",
     "Transport",
+    "closed_error",
     "describe_foreign",
     "foreign_error",
     "new_idempotency_key",
@@ -153,6 +154,7 @@ class Transport:
         self._post_headers = {**base, "Content-Type": "application/json"}
         self._connect_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
         self._watch: DeadlineWatch | None = None
+        self.in_flight = InFlight()
 
     # -- session and loop ------------------------------------------------------------------
 
@@ -189,8 +191,11 @@ class Transport:
         assert self._watch is not None
         return self._watch
 
-    async def aclose(self) -> None:
+    async def aclose(self, timeout: float = 1.0) -> None:
+        """Refuse new calls, wait up to ``timeout`` s for those in flight, fail the rest
+        (``APIConnectionError``: the client was closed), then close the session."""
         self._closed = True
+        await self.in_flight.drain(timeout)
         if self._watch is not None:
             self._watch.close()
         if self._owns_session and self._session is not None:
@@ -230,7 +235,12 @@ class Transport:
 
         Whatever fails reaches the caller without a ``__cause__``/``__context__`` chain: the
         chain would lead to aiohttp's exception and the request it holds (the API key).
+        A call still in flight when ``aclose()`` gives up waiting fails with
+        ``APIConnectionError`` saying so.
         """
+        task = asyncio.current_task()
+        assert task is not None
+        self.in_flight.enter(task)
         try:
             return await self._request(
                 method,
@@ -243,6 +253,12 @@ class Transport:
             )
         except GatewayError as exc:
             error = exc
+        except asyncio.CancelledError:
+            if not self.in_flight.cut_off(task):
+                raise
+            error = closed_error(f"{method} {path}")
+        finally:
+            self.in_flight.leave(task)
         raise detached(error)  # outside the except block, or Python chains it again
 
     async def _request(
@@ -553,6 +569,15 @@ def _timed_out(method: str, path: str, timeouts: Timeouts, total: bool) -> APITi
     return APITimeoutError(
         f"{method} {path} timed out: no answer within {bound}; pass timeout=SECONDS (per client or "
         "per call) to wait longer"
+    )
+
+
+def closed_error(what: str) -> APIConnectionError:
+    """The error of a call cut off because its client was closed while it was in flight."""
+    return APIConnectionError(
+        f"{what}: the Gateway was closed (aclose()) while this call was in flight; it may "
+        "have been executed: send it again, with the same idempotency key, from an open "
+        "client (aclose(timeout=...) waits longer for calls in flight)"
     )
 
 
