@@ -27,9 +27,11 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-# The fault soak at full size (`make test` runs it with GATEWAY_SOAK_N=500).
+# The fault soak at full size (`make test` runs it with GATEWAY_SOAK_N=500), and the
+# interleaving exploration over 5000 seeds (`make test` runs 300).
 soak: $(STAMP)
-	GATEWAY_SOAK_N=20000 $(BIN)/python -m pytest -W error -q -m soak tests/soak
+	GATEWAY_SOAK_N=20000 GATEWAY_INTERLEAVE_SEEDS=5000 \
+		$(BIN)/python -m pytest -W error -q -m soak tests/soak
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
