@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import attrs
 import pytest
 from aiohttp import web
 
@@ -56,46 +57,53 @@ async def test_closing_with_runs_in_flight_waits_for_their_answers(
     assert gateway_emulator.stats.executions == 20
 
 
-def held(arrived: list[int], n: int, all_in: asyncio.Event, release: asyncio.Event) -> Any:
-    async def handler(_: web.Request) -> web.StreamResponse:
+@attrs.define
+class Held:
+    """Runs in flight at ``server``, which holds every answer until ``release`` is set."""
+
+    gw: Gateway
+    tasks: list[asyncio.Task[Run]]
+    release: asyncio.Event
+
+
+async def held_runs(server: FakeServer, n: int) -> Held:
+    """A client with ``n`` runs in flight, each already arrived at the server."""
+    arrived: list[int] = []
+    all_in, release = asyncio.Event(), asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
         arrived.append(1)
         if len(arrived) == n:
             all_in.set()
         await release.wait()
-        return await reply(200, RUN)(_)
+        return await reply(200, RUN)(request)
 
-    return handler
+    server.on("POST", "/api/runs", handler)
+    gw = Gateway(api_key=TEST_KEY, base_url=server.url, retry=no_wait_policy())
+    tasks = await runs_in_flight(gw, n)
+    await all_in.wait()
+    return Held(gw, tasks, release)
 
 
 async def test_answers_that_arrive_while_closing_are_returned(server: FakeServer) -> None:
-    arrived: list[int] = []
-    all_in, release = asyncio.Event(), asyncio.Event()
-    server.on("POST", "/api/runs", held(arrived, 5, all_in, release))
-    gw = Gateway(api_key=TEST_KEY, base_url=server.url, retry=no_wait_policy())
-    tasks = await runs_in_flight(gw, 5)
-    await all_in.wait()
-    closing = asyncio.create_task(gw.aclose(timeout=GUARD))
+    held = await held_runs(server, 5)
+    closing = asyncio.create_task(held.gw.aclose(timeout=GUARD))
     await asyncio.sleep(0)  # the close's first step (it was scheduled first)
-    assert gw._transport._closed  # aclose has begun: new calls are refused now
+    assert held.gw._transport._closed  # aclose has begun: new calls are refused now
     with pytest.raises(ConfigurationError, match="closed"):
-        await gw.billing.wallet()
-    release.set()
-    results = await outcomes(tasks)
+        await held.gw.billing.wallet()
+    held.release.set()
+    results = await outcomes(held.tasks)
     await closing
     assert all(isinstance(run, Run) for run in results), results
 
 
 async def test_calls_still_in_flight_after_the_timeout_fail_as_closed(server: FakeServer) -> None:
-    arrived: list[int] = []
-    all_in, never = asyncio.Event(), asyncio.Event()
-    server.on("POST", "/api/runs", held(arrived, 20, all_in, never))
-    gw = Gateway(api_key=TEST_KEY, base_url=server.url, retry=no_wait_policy())
-    tasks = await runs_in_flight(gw, 20)
-    await all_in.wait()
-    await gw.aclose(timeout=0.01)
+    held = await held_runs(server, 20)
+    await held.gw.aclose(timeout=0.01)
     # Every call has ended by the time aclose returns: nothing is left running.
-    assert all(task.done() for task in tasks)
-    results = await outcomes(tasks)
+    assert all(task.done() for task in held.tasks)
+    results = await outcomes(held.tasks)
     for error in results:
         assert isinstance(error, APIConnectionError), error
         assert not isinstance(error, APIResponseValidationError)
@@ -103,24 +111,20 @@ async def test_calls_still_in_flight_after_the_timeout_fail_as_closed(server: Fa
         assert "may have been executed" in str(error)
         assert error.__cause__ is None
         assert error.__context__ is None
-    never.set()
+    held.release.set()
 
 
 async def test_a_caller_cancelled_while_the_client_closes_is_still_cancelled(
     server: FakeServer,
 ) -> None:
     """The seam: only the close's own cancellation becomes the closed error."""
-    arrived: list[int] = []
-    all_in, never = asyncio.Event(), asyncio.Event()
-    server.on("POST", "/api/runs", held(arrived, 1, all_in, never))
-    gw = Gateway(api_key=TEST_KEY, base_url=server.url, retry=no_wait_policy())
-    (task,) = await runs_in_flight(gw, 1)
-    await all_in.wait()
+    held = await held_runs(server, 1)
+    (task,) = held.tasks
     task.cancel()
-    await gw.aclose(timeout=0)
+    await held.gw.aclose(timeout=0)
     with pytest.raises(asyncio.CancelledError):
         await task
-    never.set()
+    held.release.set()
 
 
 @pytest.mark.parametrize("timeout", [-1, float("nan"), "1"])
