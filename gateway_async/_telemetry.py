@@ -379,29 +379,34 @@ class Telemetry:
         self._guard.call("metrics", self._count, name, described)
 
     def linked_root(self, name: str, attributes: Attributes) -> Any:
-        """Start a span that begins a trace of its own, linked to the current span.
+        """Start a span that begins a trace of its own, linked to the current span (None if
+        the tracer fails: the work goes on untraced).
 
         A long ingest traced as one tree grows for as long as it runs (a worker's trace
         never ends); its items' or batches' traces, linked to the ingest, stay bounded.
         """
         otel = self._otel
         assert otel is not None
-        current = otel.trace.get_current_span().get_span_context()
-        links = [otel.trace.Link(current)] if current.is_valid else []
-        return otel.tracer.start_span(
-            name, context=otel.context.Context(), attributes=attributes, links=links
-        )
+        return self._guard.call("tracing", _linked_root, otel, name, attributes)
 
     def enter(self, span: Any) -> object:
         """Make ``span`` current in this task; pass the token to ``leave``."""
         otel = self._otel
         assert otel is not None
-        return otel.context.attach(otel.trace.set_span_in_context(span))
+        if span is None:
+            return None
+        return self._guard.call("tracing", _attach, otel, _in_context(otel, span))
 
     def leave(self, token: object) -> None:
         otel = self._otel
         assert otel is not None
-        otel.context.detach(token)
+        if token is not None:
+            self._guard.call("tracing", otel.context.detach, token)
+
+    def end(self, span: Any) -> None:
+        """End ``span`` (one ``linked_root`` gave), whatever the span processors do."""
+        if span is not None:
+            self._guard.call("tracing", span.end)
 
     async def traced_iter(self, name: str, items: AsyncIterator[R]) -> AsyncIterator[R]:
         """Yield from ``items`` inside the INTERNAL span ``name``, current only while a page
@@ -545,6 +550,14 @@ def _close(otel: _Otel, span: Any, token: Any, ending: Callable[[], Attributes] 
             span.set_attributes(ending())
     finally:
         span.end()
+
+
+def _linked_root(otel: _Otel, name: str, attributes: Attributes) -> Any:
+    current = otel.trace.get_current_span().get_span_context()
+    links = [otel.trace.Link(current)] if current.is_valid else []
+    return otel.tracer.start_span(
+        name, context=otel.context.Context(), attributes=attributes, links=links
+    )
 
 
 def _in_context(otel: _Otel, span: Any) -> Any:

@@ -94,11 +94,15 @@ class Traces:
         entry.items -= 1
         if entry.items == 0 and (self.mode == "item" or entry.seen == BATCH):
             del self._open[key]
-            entry.span.end()
+            self._end(entry)
 
     def close(self) -> None:
         """The ingest ended: end what is still open (a last, partial batch)."""
         for entry in self._open.values():
-            entry.span.end()
+            self._end(entry)
         self._open.clear()
         self._begun.clear()
+
+    def _end(self, entry: _Open) -> None:
+        assert self.observer is not None  # only tracing opens entries
+        self.observer.end(entry.span)

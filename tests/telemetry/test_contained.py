@@ -113,6 +113,28 @@ async def test_an_ingest_whose_span_cannot_start_runs_untraced_to_its_end(
     assert gateway_emulator.stats.executions == 5
 
 
+@pytest.mark.parametrize(
+    ("trace", "name"),
+    [("item", "gateway.ingest.item"), ("batch", "gateway.ingest.batch"), ("ingest", None)],
+)
+@pytest.mark.parametrize("where", ["start", "end"])
+async def test_an_ingest_whose_item_spans_fail_still_ends_with_every_item(
+    tmp_path: Path, gateway_emulator: Emulator, otel: Otel, trace: str, name: str, where: str
+) -> None:
+    """The seam with per-item traces: the item (or batch) spans' processors fail too."""
+    broken = RaisingProcessor(start=where == "start", end=where == "end", name=name)
+    otel.tracer_provider.add_span_processor(broken)
+    async with client(otel, gateway_emulator) as gw:
+        ingest = gw.ingest(files(tmp_path, 4), model=MODEL, scope=SCOPE, trace=trace)
+        async with asyncio.timeout(GUARD):
+            items = [item async for item in ingest]
+        failures = gw.observer_failures
+    assert sorted(item.index for item in items) == [0, 1, 2, 3]
+    assert all(item.ok for item in items)
+    assert failures["tracing"] >= 1
+    assert gateway_emulator.stats.executions == 4
+
+
 # -- defect 3: telemetry failures never lose a paid result --------------------------------
 
 
