@@ -95,6 +95,7 @@ class Ingest:
     Use ``async for item in gw.ingest(...)``. If you may leave the loop early, use
     ``async with gw.ingest(...) as items: async for item in items: ...`` (or call
     ``aclose()``) so the background work stops at once. ``stop()`` ends it gracefully.
+    One task iterates it (another one gets ``ConfigurationError``): fan out from there.
     """
 
     def __init__(

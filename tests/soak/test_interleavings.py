@@ -148,8 +148,11 @@ def _servers_own(caught: warnings.WarningMessage) -> bool:
 
 
 async def _guarded(plan: Plan, root: Path) -> None:
-    async with asyncio.timeout(GUARD):
-        await _run_plan(plan, root)
+    try:
+        async with asyncio.timeout(GUARD):
+            await _run_plan(plan, root)
+    except TimeoutError:
+        raise AssertionError(f"hung: still waiting after {GUARD:g} virtual seconds") from None
     assert not sdk_tasks(), f"tasks left behind: {sdk_tasks()}"
 
 
