@@ -52,6 +52,7 @@ __all__ = [
     "JournalLockedError",
     "JournalMismatchError",
     "Recall",
+    "journal_files",
     "never_executed",
     "settled_state",
 ]
@@ -175,6 +176,20 @@ def settled_state(outcome: Run | BaseException) -> str | None:
     return None
 
 
+# The files SQLite keeps beside a journal: its WAL, shared memory and rollback journal.
+_SIDECARS: Final = ("-wal", "-shm", "-journal")
+# ... and the ``.lock`` file that versions before the lock moved onto the journal itself left.
+_OLD_LOCK: Final = ".lock"
+
+
+def journal_files(journal: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Every file a journal at ``journal`` may write (itself first), as absolute paths: what
+    a caller walking a folder for sources must leave out, or each run would ingest the
+    journal it just changed (and pay again)."""
+    path = os.path.abspath(os.fspath(journal))
+    return (path, *(path + suffix for suffix in (*_SIDECARS, _OLD_LOCK)))
+
+
 class _Lock:
     """An exclusive, non-blocking ``flock`` on the journal file itself, held while open.
 
@@ -221,7 +236,7 @@ class _Lock:
         """Release, and remove the file (and SQLite's sidecars) if this lock created it."""
         self.release()
         if self._created:
-            for suffix in ("", "-wal", "-shm", "-journal"):
+            for suffix in ("", *_SIDECARS):
                 with contextlib.suppress(OSError):
                     os.unlink(self.real + suffix)
 

@@ -36,6 +36,7 @@ from .. import (
     UploadProgress,
 )
 from .. import _schema as schema
+from .._journal import journal_files
 from .._pipeline._settings import check_journal
 from .._pipeline._sources import file_sha256
 from ..pipeline import Ingest, IngestEvent, IngestItem, IngestSummary, Journal
@@ -110,9 +111,16 @@ def media_field(model: MarketplaceModel, given: str | None) -> str:
 # -- files ----------------------------------------------------------------------------------
 
 
-def collect_files(paths: Sequence[str], pattern: str = "*") -> tuple[list[Path], list[Path]]:
+def collect_files(
+    paths: Sequence[str], pattern: str = "*", journal: str | None = None
+) -> tuple[list[Path], list[Path]]:
     """Files named by ``paths``, directories walked recursively (sorted), names matching;
-    and the dangling symlinks met on the way (skipped, to be reported)."""
+    and the dangling symlinks met on the way (skipped, to be reported).
+
+    The ``journal`` and its side files are never sources, even inside a walked folder: the
+    journal changes on every run, so each rerun would upload and pay for it again.
+    """
+    own = {os.path.realpath(name) for name in journal_files(journal)} if journal else set()
     files: list[Path] = []
     dangling: list[Path] = []
     for raw in paths:
@@ -127,6 +135,8 @@ def collect_files(paths: Sequence[str], pattern: str = "*") -> tuple[list[Path],
             dangling.append(path)
         else:
             raise FileNotFoundError(f"no such file or directory: {raw}")
+    if own:
+        files = [path for path in files if os.path.realpath(path) not in own]
     return files, dangling
 
 
@@ -139,7 +149,7 @@ def _sort_into(path: Path, files: list[Path], dangling: list[Path]) -> None:
 
 async def _files(args: argparse.Namespace) -> list[Path]:
     """The command's files; dangling symlinks are reported; none at all is an error."""
-    files, dangling = await asyncio.to_thread(collect_files, args.paths, args.glob)
+    files, dangling = await asyncio.to_thread(collect_files, args.paths, args.glob, args.journal)
     for link in dangling:
         print(f"skipped dangling symlink: {link}", file=sys.stderr)
     if not files:
