@@ -19,6 +19,7 @@ __all__ = [
     "ROUTING_FIELDS",
     "check_idempotency_key",
     "check_json_value",
+    "check_mode_scope",
     "check_scope",
     "check_top_level_fields",
     "check_upload_filename",
@@ -50,6 +51,19 @@ def check_scope(scope: object, *, field: str = "scope") -> None:
             f"{scope!r} is not a valid scope: start with a letter or digit, then use only "
             "letters, digits, '.', '_' or '-', at most 64 characters",
         )
+
+
+def check_mode_scope(mode: object, scope: object) -> None:
+    """A mode is a non-empty string; a scope, if given, is valid, and a vector mode needs one.
+
+    Shared by a run request and by the ingest's options, which check it before uploading.
+    """
+    if not isinstance(mode, str) or not mode:
+        raise _fail("mode", "must be a non-empty string such as 'execute', 'index' or 'search'")
+    if scope is not None:
+        check_scope(scope)
+    elif mode in VECTOR_MODES:
+        raise _fail("scope", f"required for mode {mode!r}: pass scope='my-dataset'")
 
 
 def check_idempotency_key(key: object) -> None:
@@ -205,8 +219,7 @@ def validate_run_request(
         raise _fail("model", "required: pass the published model slug, e.g. model='demo-echo'")
     if input is None:
         raise _fail("input", "required: pass the model input, e.g. input={'text': 'hello'}")
-    if not isinstance(mode, str) or not mode:
-        raise _fail("mode", "must be a non-empty string such as 'execute', 'index' or 'search'")
+    check_mode_scope(mode, scope)
     _check_object("params", params)
     _check_object("options", options)
     _check_options(options)  # type: ignore[arg-type]
@@ -215,10 +228,6 @@ def validate_run_request(
         check_json_value(params, "params")
     if options is not None:
         check_json_value(options, "options")
-    if scope is not None:
-        check_scope(scope)
-    elif mode in VECTOR_MODES:
-        raise _fail("scope", f"required for mode {mode!r}: pass scope='my-dataset'")
     if idempotency_key is not None:
         check_idempotency_key(idempotency_key)
 

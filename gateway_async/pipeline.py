@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 from ._journal import Journal, JournalError, JournalLockedError, JournalMismatchError
 from ._pipeline._control import AIMDLimiter, SpendBudget
 from ._pipeline._engine import Ingest
-from ._pipeline._settings import IngestOptions, Settings
+from ._pipeline._settings import IngestOptions, settings_of
 from ._pipeline._types import BudgetExhaustedError, IngestEvent, IngestItem, IngestSummary
 
 if TYPE_CHECKING:
@@ -51,4 +51,4 @@ def ingest(
     Bad options raise ``InvalidRequestError`` here, at once; everything that needs the
     Gateway (the model, the wallet, the journal) happens on the first iteration.
     """
-    return Ingest(gw, sources, Settings(**options))
+    return Ingest(gw, sources, settings_of(options))

@@ -13,11 +13,21 @@ from .._errors import InvalidRequestError
 from .._identity import check_job
 from .._journal import Journal
 from .._schema import media_field
+from .._validate import check_mode_scope
 from ..models import MarketplaceModel, MediaRef
 from ._tracing import TraceMode, check_trace
 from ._types import IngestEvent
 
-__all__ = ["IngestOptions", "InputFn", "ParamsArg", "Settings", "check_journal", "input_field_of"]
+__all__ = [
+    "IngestOptions",
+    "InputFn",
+    "ParamsArg",
+    "Settings",
+    "UnknownOptionError",
+    "check_journal",
+    "input_field_of",
+    "settings_of",
+]
 
 InputFn: TypeAlias = Callable[[MediaRef, Any], Any]
 ParamsArg: TypeAlias = Mapping[str, Any] | Callable[[Any], Mapping[str, Any] | None] | None
@@ -86,6 +96,19 @@ def _decimal_fix(value: object) -> str:
     )
 
 
+def _check_max_spend(value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise InvalidRequestError(_decimal_fix(value), field="max_spend")
+    if value < 0:
+        raise InvalidRequestError(
+            f"max_spend: {value} is negative; pass the credits this ingest may spend, e.g. "
+            'max_spend=Decimal("5"), or None for no cap',
+            field="max_spend",
+        )
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     """What to ingest into, and how hard to push."""
@@ -133,10 +156,8 @@ class Settings:
                 "its hash; drop checksum=False",
                 field="checksum",
             )
-        if self.max_spend is not None and (
-            not isinstance(self.max_spend, Decimal) or not self.max_spend.is_finite()
-        ):
-            raise InvalidRequestError(_decimal_fix(self.max_spend), field="max_spend")
+        _check_max_spend(self.max_spend)
+        check_mode_scope(self.mode, self.scope)  # else every run is refused after its upload
 
     @property
     def stage(self) -> str:
@@ -157,6 +178,27 @@ class Settings:
         if callable(self.params):
             return self.params(source)
         return self.params
+
+
+class UnknownOptionError(InvalidRequestError, TypeError):
+    """An option ``ingest()`` does not take (a typo): also a ``TypeError``, as Python raises
+    for an unexpected keyword argument, so code catching either keeps working."""
+
+
+def settings_of(options: Mapping[str, Any]) -> Settings:
+    """The ``Settings`` of ``ingest(**options)``: an unknown or missing option is named with
+    the accepted ones, not as a ``TypeError`` about this private class's ``__init__``."""
+    accepted = attrs.fields_dict(Settings)
+    for name in sorted(set(options) - set(accepted)):
+        raise UnknownOptionError(
+            f"{name}: ingest() takes no such option; it takes {', '.join(accepted)}",
+            field=str(name),
+        )
+    if "model" not in options:
+        raise InvalidRequestError(
+            "model: required: pass the model slug, e.g. model='demo-image-embed'", field="model"
+        )
+    return Settings(**options)
 
 
 def input_field_of(settings: Settings, model: MarketplaceModel) -> str | None:
