@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -68,6 +67,7 @@ from gateway_async import (
 )
 from gateway_async._identity import check_job
 from gateway_async._pipeline._control import charge_of
+from gateway_async._pipeline._engine import run_identity
 from gateway_async._pipeline._job import (
     Grant,
     JobLedger,
@@ -161,7 +161,7 @@ class _Secret:
 class ActorOptions(TypedDict, total=False):
     """The keyword arguments both classes (and helpers) share."""
 
-    key_column: str | None  # the row's identity for its keys (default: body / file)
+    key_column: str | None  # a run row's identity for its key (default: its request)
     in_flight: int  # calls in flight per actor (default 32 for runs, 8 for uploads)
     api_key: str | None  # default: the worker's GATEWAY_API_KEY
     base_url: str | None  # default: the worker's GATEWAY_BASE_URL
@@ -319,13 +319,26 @@ class _GatewayActor:
             raise exc
         return _failure(type(exc).__name__, _message(exc), len(self._columns))
 
-    def _key(self, row: Row, stage: str, fallback: Callable[[], object]) -> str:
-        """The row's key for ``stage``: from ``key_column`` if given, else from ``fallback``."""
-        if self._key_column is not None:
-            if self._key_column not in row:
-                raise _fail("key_column", f"the dataset has no column {self._key_column!r}")
-            return idempotency_key(self._job, [stage, str(row[self._key_column])])
-        return idempotency_key(self._job, [stage, fallback()])
+    def _run_key(self, row: Row, request: RunRequest) -> str:
+        """A run's identity, the same in every actor, node and rerun: the job, the stage
+        (model, mode, scope, params, options) and the row's identity, its ``key_column``
+        value (a null one is this row's error, naming the column), else the SDK's own run
+        identity: the request body with the row's media standing for its content's sha256.
+        So two stages of one job never share a key."""
+        column = self._key_column
+        if column is None:
+            return run_identity(self._job, request, _row_media(row)).key or ""
+        if column not in row:
+            raise _fail("key_column", f"the dataset has no column {column!r}")
+        if row[column] is None:
+            raise _fail(
+                "key_column",
+                f"this row's {column!r} is null: each row needs its own key; fill the "
+                "column, or drop key_column= to key rows by their request",
+            )
+        body = request.to_body()
+        stage = {name: body.get(name) for name in ("model", "mode", "scope", "params", "options")}
+        return idempotency_key(self._job, {"stage": stage, "row": str(row[column])})
 
     async def aclose(self) -> None:
         """Close the actor's Gateway, for use outside Ray (inside Ray, dropping the object
@@ -514,7 +527,7 @@ class GatewayRunner(_GatewayActor):
             raise _fail("to_request", f"returned {type(request).__name__}, not a RunRequest")
         if request.idempotency_key is not None:
             return request
-        return attrs.evolve(request, idempotency_key=self._key(row, "run", request.to_body))
+        return attrs.evolve(request, idempotency_key=self._run_key(row, request))
 
 
 class _CallerError(Exception):
@@ -563,27 +576,25 @@ class GatewayUploader(_GatewayActor):
         if self._path_column not in row:
             raise _fail("path_column", f"the dataset has no column {self._path_column!r}")
         path = row[self._path_column]
-        identity = await asyncio.to_thread(_file_identity, path)
-        try:
-            key = self._key(row, "upload", lambda: identity)
-        except GatewayError as exc:
-            return _error(exc, len(UPLOAD_COLUMNS))
+        # Named by its content through the SDK's own identity (job, sha256, size): a touched
+        # file is the same upload, and a rerun sends no byte the workspace holds.
         outcome = await self._call(
-            gateway, permits, lambda: gateway.media.upload(path, idempotency_key=key)
+            gateway, permits, lambda: gateway.media.upload(path, job=self._job)
         )
         if isinstance(outcome, GatewayError):
             return _error(outcome, len(UPLOAD_COLUMNS))
         return _upload_values(outcome)
 
 
-def _file_identity(path: Any) -> list[object]:
-    """A file's path, size and mtime: a changed file is a new upload, the same one is not.
-    An unreadable path keeps just its name; the upload then fails with a typed error."""
-    try:
-        stat = os.stat(path)
-    except (OSError, TypeError, ValueError):
-        return [str(path)]
-    return [str(path), stat.st_size, stat.st_mtime_ns]
+def _row_media(row: Row) -> MediaRef | None:
+    """The media a ``map_uploads`` stage put in this row, with its content's sha256."""
+    ref, sha256 = row.get("media_ref"), row.get("media_sha256")
+    if not isinstance(ref, str) or not isinstance(sha256, str):
+        return None
+    size = row.get("media_size")
+    return MediaRef(
+        media_ref=ref, size=size if isinstance(size, int) else 0, content_type="", sha256=sha256
+    )
 
 
 def _upload_values(ref: MediaRef) -> Values:
@@ -726,7 +737,10 @@ def map_runs(
     """Run ``to_request(row)`` for every row on a pool of actors and add the run columns
     (``run_id``, ``run_status``, ``run_output``, ``run_credits``, ``run_error_type``,
     ``run_error``). Rows whose upload failed are not run. Each run's key comes from
-    ``job`` and ``key_column`` (else the request body), so a rerun of the job replays.
+    ``job``, the stage (model, mode, scope, params, options) and the row's ``key_column``
+    (a null value is an error row), else from the request body with the row's media
+    standing for its content's sha256: a rerun of the job replays, and two stages of one
+    job never collide.
 
     Job-wide, across every actor: ``max_spend`` (credits; rows past it are
     ``BudgetExhaustedError`` rows), ``requests_per_second``, ``max_error_fraction``, a
@@ -747,7 +761,9 @@ def map_uploads(
 ) -> ray.data.Dataset:
     """Upload the file named in ``path_column`` of every row and add ``media_ref``,
     ``media_size``, ``media_sha256``, ``upload_error_type`` and ``upload_error``. Each
-    upload's key comes from ``job`` and ``key_column`` (else the path, size and mtime).
+    upload is named by ``job`` and its content (``gw.media.upload(path, job=job)``): a
+    touched or renamed file is the same upload, and a rerun sends no byte the workspace
+    already holds (``key_column`` applies to runs only).
     The options are those of ``map_runs`` (``in_flight`` is 8 per actor here; the Gateway
     charges runs, not uploads, so ``max_spend`` stops no upload today).
     """

@@ -25,6 +25,7 @@ def _stats(emulator: Emulator) -> str:
             "replays": stats.replays,
             "uploads_initiated": stats.uploads_initiated,
             "uploads_completed": stats.uploads_completed,
+            "puts": stats.puts,
             "credential_leaks": stats.credential_leaks,
             "charged": str(stats.charged_total),
             "rate_limited": stats.rate_limited,

@@ -45,6 +45,7 @@ class Snapshot:
     replays: int
     uploads_initiated: int
     uploads_completed: int
+    puts: int
     credential_leaks: int
     charged: Decimal
     rate_limited: int
