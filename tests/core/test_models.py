@@ -188,6 +188,61 @@ def test_decimal_money_round_trips_exactly(value: Decimal) -> None:
     assert wallet.balance == value
 
 
+def _money_accepted(text: str) -> bool:
+    """The rule for money, spelled out: finite, 0 <= amount < 1e15, at most 18 places."""
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        return False
+    if not value.is_finite():
+        return False
+    exponent = value.as_tuple().exponent
+    return 0 <= value < Decimal(10) ** 15 and isinstance(exponent, int) and exponent >= -18
+
+
+def _balance(text: str) -> Decimal:
+    wallet = {"workspace_id": "w", "currency": "c", "updated_at": "2026-11-24T12:00:00Z"}
+    return structure({**wallet, "balance": text}, Wallet).balance
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "999999999999999." + "9" * 18,  # the largest plain amount: the fast path takes it
+        "1000000000000000",  # 1e15, 16 digits
+        "0." + "0" * 17 + "1",  # 18 places
+        "0." + "0" * 18 + "1",  # 19 places
+        "0000000000000001.5",  # 16 integer digits, value 1.5: the checks, not the pattern
+        "1.",
+        " 1.5",
+        "1_000.5",
+        "1e-20",
+        "1E+3",
+        "-0.5",
+        "NaN",
+        "\u0661\u0662.\u0665",  # Arabic-Indic digits: Decimal reads them, the pattern does not
+    ],
+)
+def test_money_fast_path_agrees_with_the_rule(text: str) -> None:
+    """The plain-digits fast path (issue 25) accepts and refuses exactly what the rule does,
+    at every edge of its pattern."""
+    if _money_accepted(text):
+        assert _balance(text) == Decimal(text)
+    else:
+        with pytest.raises(APIResponseValidationError, match="balance"):
+            _balance(text)
+
+
+@given(st.from_regex(r"-?[0-9]{1,17}(\.[0-9]{0,20})?(e-?[0-9]{1,2})?", fullmatch=True))
+def test_money_rule_holds_for_any_decimal_spelling(text: str) -> None:
+    """Fast path or not, any spelling of a number is accepted exactly when the rule says."""
+    if _money_accepted(text):
+        assert _balance(text) == Decimal(text)
+    else:
+        with pytest.raises(APIResponseValidationError):
+            _balance(text)
+
+
 def test_models_are_frozen_and_slotted() -> None:
     """Wire types cannot be mutated by accident and carry no __dict__."""
     run = structure(RUN, Run)
