@@ -12,6 +12,12 @@ deployment has the API and object storage on different origins:
 With ``part`` > 0 it speaks contract version 2: ``init`` answers parts of ``part`` bytes,
 each PUT to ``/put/{upload_id}-{n}``, and ``complete`` checks their sum.
 
+Object stores cap what one connection moves (tens to a few hundred MB/s each), which is
+what parallel parts are for; ``rate`` (bytes/s, 0: none) caps each PUT connection the same
+way, by pausing its reads, and ``latency`` (seconds) delays every answer, API and PUT, as a
+distant region would. Without them, on loopback, sender and sink share the CPU and parts
+cannot win.
+
 It checks no credentials and hashes nothing, so that the client's cost shows.
 """
 
@@ -23,9 +29,10 @@ import json
 import multiprocessing
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 READ_SIZE = 1 << 20  # one recv_into per MiB, into one reused buffer
 HEAD_PIECE = 8192
@@ -40,14 +47,28 @@ class SinkUrls(NamedTuple):
     pid: int  # the sink process, to read its CPU time from /proc
 
 
-def _serve(api_sock: socket.socket, put_sock: socket.socket, put_url: str, part: int) -> None:
+class Shape(NamedTuple):
+    """How the sink behaves like a remote object store: per-connection rate, added latency."""
+
+    rate: float = 0.0  # bytes/s per PUT connection; 0: as fast as the CPU allows
+    latency: float = 0.0  # seconds before every answer
+
+
+UNSHAPED: Final = Shape()
+
+
+def _serve(
+    api_sock: socket.socket, put_sock: socket.socket, put_url: str, part: int, shape: Shape
+) -> None:
     from aiohttp import web
 
     ids = itertools.count()
     uploads: dict[str, dict[str, Any]] = {}
     received: dict[str, int] = {}
 
-    def reply(data: dict[str, Any], status: int = 200) -> web.Response:
+    async def reply(data: dict[str, Any], status: int = 200) -> web.Response:
+        if shape.latency:
+            await asyncio.sleep(shape.latency)
         return web.Response(
             body=json.dumps(data).encode(), status=status, content_type="application/json"
         )
@@ -70,7 +91,7 @@ def _serve(api_sock: socket.socket, put_sock: socket.socket, put_url: str, part:
             ticket.update(part_size=part, parts=urls)
         else:
             ticket["upload_url"] = f"{put_url}/put/{upload_id}"
-        return reply(ticket, 201)
+        return await reply(ticket, 201)
 
     async def complete(request: web.Request) -> web.Response:
         body = json.loads(await request.read())
@@ -78,7 +99,7 @@ def _serve(api_sock: socket.socket, put_sock: socket.socket, put_url: str, part:
         declared = uploads.pop(upload_id)
         parts = [key for key in received if key.split("-")[0] == upload_id]
         if sum(received.pop(key) for key in parts) != declared["size"]:
-            return reply({"error": {"code": "conflict", "message": "short PUT"}}, 409)
+            return await reply({"error": {"code": "conflict", "message": "short PUT"}}, 409)
         media = {
             "media_ref": f"mref_{upload_id}",
             "size": declared["size"],
@@ -86,7 +107,7 @@ def _serve(api_sock: socket.socket, put_sock: socket.socket, put_url: str, part:
             "sha256": body.get("sha256") or declared.get("sha256"),
             "filename": declared["filename"],
         }
-        return reply(media)
+        return await reply(media)
 
     async def main() -> None:
         api = web.Application()
@@ -96,7 +117,7 @@ def _serve(api_sock: socket.socket, put_sock: socket.socket, put_url: str, part:
         await runner.setup()
         await web.SockSite(runner, api_sock).start()
         loop = asyncio.get_running_loop()
-        await loop.create_server(lambda: PutSink(received), sock=put_sock)
+        await loop.create_server(lambda: PutSink(received, shape), sock=put_sock)
         await loop.create_future()  # serve until terminated
 
     asyncio.run(main())
@@ -111,8 +132,11 @@ class PutSink(asyncio.BufferedProtocol):
     copy.
     """
 
-    def __init__(self, received: dict[str, int]) -> None:
+    def __init__(self, received: dict[str, int], shape: Shape = UNSHAPED) -> None:
         self._received = received
+        self._shape = shape
+        self._started = 0.0  # when the current body's first byte arrived (rate cap)
+        self._loop = asyncio.get_running_loop()
         self._buffer = memoryview(bytearray(READ_SIZE))
         self._head = bytearray()
         self._left = -1  # body bytes still to come; -1 while reading a request head
@@ -138,6 +162,20 @@ class PutSink(asyncio.BufferedProtocol):
                 data = data[used:]
                 if not self._left:
                     self._answer(OK)
+                elif self._shape.rate:
+                    self._throttle()
+
+    def _throttle(self) -> None:
+        """Pause reading until this connection is back under its rate: the kernel's buffers
+        fill and TCP slows the sender, as a capped object store does."""
+        assert self._transport is not None
+        now = time.monotonic()
+        if not self._started:
+            self._started = now
+        due = self._started + (self._declared - self._left) / self._shape.rate
+        if due > now:
+            self._transport.pause_reading()
+            self._loop.call_later(due - now, self._transport.resume_reading)
 
     def eof_received(self) -> None:
         if self._left > 0:  # the client stopped before Content-Length bytes arrived
@@ -165,11 +203,16 @@ class PutSink(asyncio.BufferedProtocol):
     def _answer(self, reply: bytes) -> None:
         self._received[self._upload_id] = self._declared - max(self._left, 0)
         self._left = -1
-        self._send(reply)
+        self._started = 0.0
+        if self._shape.latency:
+            self._loop.call_later(self._shape.latency, self._send, reply)
+        else:
+            self._send(reply)
 
     def _send(self, reply: bytes) -> None:
         assert self._transport is not None
-        self._transport.write(reply)
+        if not self._transport.is_closing():
+            self._transport.write(reply)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -187,12 +230,13 @@ def _listening() -> tuple[socket.socket, str]:
 
 
 @contextmanager
-def storage_sink(part: int = 0) -> Iterator[SinkUrls]:
+def storage_sink(part: int = 0, shape: Shape = UNSHAPED) -> Iterator[SinkUrls]:
     """Start the sink in a child process; yield its two URLs; stop it afterwards.
-    ``part`` > 0: larger uploads get parts of that size (contract version 2)."""
+    ``part`` > 0: larger uploads get parts of that size (contract version 2); ``shape``:
+    a per-connection rate cap and added latency (none by default)."""
     (api_sock, base), (put_sock, put_url) = _listening(), _listening()
     child = multiprocessing.get_context("fork").Process(
-        target=_serve, args=(api_sock, put_sock, put_url, part), daemon=True
+        target=_serve, args=(api_sock, put_sock, put_url, part, shape), daemon=True
     )
     child.start()
     api_sock.close()

@@ -1,14 +1,24 @@
-"""Multipart uploads: one big file as parts sent 4 at once vs one PUT vs ``curl -T``.
+"""Multipart uploads: one big file as parts sent N at once vs one PUT (vs ``curl -T``).
 
-Each client uploads the same file to a cheap loopback sink (``_storage_sink.PutSink``
-counts and discards bodies) in a fresh process per round; rounds alternate the clients.
-The version-2 sink answers ``init`` with parts of ``--part-mib``; the version-1 sink (the
-same code without parts) with one URL. Per client: MB/s, client CPU s/GiB (all threads and
-children) and the peak RSS growth of the uploading process (VmHWM over the RSS after its
-imports). Targets: multipart with sha256 >= 1.2x single PUT with sha256 (parts hash in
-parallel threads), peak RSS growth < 64 MiB at 4 GiB.
+Each client uploads the same file to a cheap loopback sink (``_storage_sink``: counts and
+discards bodies) in a fresh process per round; rounds alternate the clients. The version-2
+sink answers ``init`` with parts of ``--part-mib``; the version-1 sink (the same code
+without parts) with one URL. Per client: MB/s, client CPU s/GiB (all threads and
+children), the sink's CPU s/GiB, and the uploading process's peak RSS growth (VmHWM over
+its RSS after imports).
 
-    python -m benchmarks.multipart_bench [--sizes-mib 1024,4096] [--rounds 3] [--part-mib 64]
+Two questions, two settings:
+
+- Unshaped loopback (the default): sender, hashing threads and sink share this machine's
+  cores, so both paths are CPU-bound and parts cannot beat one PUT; the target is that
+  they cost nothing (multipart >= 1.0 x one PUT, with and without sha256).
+- ``--rate-mbps R`` caps each PUT connection at R MB/s, as object stores do, and
+  ``--latency S`` delays every answer: there parts pay off (target: >= 3 x one PUT at 4
+  parts), and the sweep ``--concurrency 1,2,4,8`` is what the ``part_concurrency``
+  default follows from.
+
+    python -m benchmarks.multipart_bench [--sizes-mib 1024] [--rounds 3] [--part-mib 64]
+        [--concurrency 4] [--rate-mbps 0] [--latency 0] [--no-curl] [--no-fast]
 """
 
 from __future__ import annotations
@@ -22,122 +32,153 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from benchmarks._stats import fmt_range, median, reset_peak_rss, status_mib
-from benchmarks._storage_sink import SinkUrls, storage_sink
+from benchmarks._storage_sink import Shape, SinkUrls, cpu_seconds, storage_sink
 from benchmarks.uploads_bench import KEY, ROOT, rotated, sha256_file, verdict, write_random
 
 MIB = 1 << 20
-CURL = "curl -T (one PUT, no hash)"
-MULTI_SUM = "gateway_async multipart, 4 parts at once, checksum=True"
-MULTI_FAST = "gateway_async multipart, 4 parts at once, checksum=False"
-SINGLE_SUM = "gateway_async single PUT, checksum=True"
-SINGLE_FAST = "gateway_async single PUT, checksum=False"
-CLIENTS = (MULTI_SUM, SINGLE_SUM, MULTI_FAST, SINGLE_FAST, CURL)
 
 
-def child_round(name: str, base: str, put: str, path: str) -> None:
+class Client(NamedTuple):
+    name: str
+    kind: str  # "sdk" or "curl"
+    parts: int  # part_concurrency; 0: the one-PUT sink (contract version 1)
+    checksum: bool
+
+
+CURL = Client("curl -T (one PUT, no hash)", "curl", 0, False)
+ONE_SUM = Client("gateway_async one PUT, checksum=True", "sdk", 0, True)
+ONE_FAST = Client("gateway_async one PUT, checksum=False", "sdk", 0, False)
+
+
+def multipart(parts: int, checksum: bool) -> Client:
+    return Client(
+        f"gateway_async multipart, {parts} at once, checksum={checksum}", "sdk", parts, checksum
+    )
+
+
+def child_round(client: Client, base: str, put: str, path: str) -> None:
     """In a fresh process: one round of one client, printed as JSON."""
     from gateway_async import Gateway
 
     file = Path(path)
     size = file.stat().st_size
 
-    async def sdk(checksum: bool) -> None:
+    async def sdk() -> None:
         async with Gateway(api_key=KEY, base_url=base, allow_insecure_http=True) as gw:
-            ref = await gw.media.upload(file, checksum=checksum, part_concurrency=4)
+            options = {"part_concurrency": client.parts} if client.parts else {}
+            ref = await gw.media.upload(file, checksum=client.checksum, **options)
             assert ref.size == size
 
     reset_peak_rss()
     rss0 = status_mib("VmRSS")
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    if name == CURL:
-        cmd = [
-            "curl",
-            "-sS",
-            "--fail",
-            "-T",
-            path,
-            "-X",
-            "PUT",
-            f"{put}/put/curl",
-            "-o",
-            "/dev/null",
-        ]
-        subprocess.run(cmd, check=True)
+    if client.kind == "curl":
+        cmd = ["curl", "-sS", "--fail", "-T", path, "-X", "PUT", f"{put}/put/curl"]
+        subprocess.run([*cmd, "-o", "/dev/null"], check=True)
     else:
-        asyncio.run(sdk(checksum="checksum=True" in name))
+        asyncio.run(sdk())
     wall = time.perf_counter() - wall0
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time() - cpu0 + usage.ru_utime + usage.ru_stime
     print(json.dumps({"wall": wall, "cpu": cpu, "rss": status_mib("VmHWM") - rss0}))
 
 
-def one_round(urls: SinkUrls, name: str, path: Path) -> dict[str, float]:
-    cmd = [sys.executable, "-m", "benchmarks.multipart_bench", "--child", name]
+def one_round(urls: SinkUrls, client: Client, path: Path) -> dict[str, float]:
+    cmd = [sys.executable, "-m", "benchmarks.multipart_bench", "--child", json.dumps(client)]
+    sink = cpu_seconds(urls.pid)
     done = subprocess.run(
         [*cmd, urls.base, urls.put, str(path)], capture_output=True, text=True, cwd=ROOT
     )
     if done.returncode:
-        raise RuntimeError(f"{name} failed:\n{done.stderr}")
+        raise RuntimeError(f"{client.name} failed:\n{done.stderr}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["sink"] = cpu_seconds(urls.pid) - sink
     return result
 
 
-def run_size(size: int, rounds: int, part: int, tmp: Path) -> str:
+def clients(concurrency: list[int], curl: bool, fast: bool) -> list[Client]:
+    chosen = [multipart(n, True) for n in concurrency] + [ONE_SUM]
+    if fast:
+        chosen += [multipart(4 if 4 in concurrency else concurrency[0], False), ONE_FAST]
+    return chosen + ([CURL] if curl else [])
+
+
+def run_size(size: int, args: argparse.Namespace, tmp: Path) -> str:
     path = write_random(tmp / f"big-{size}.bin", size)
     sha256_file(path)  # page cache warm
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in CLIENTS}
-    with storage_sink(part) as multi, storage_sink() as single:
-        for round_no in range(rounds):
-            for name in rotated(list(CLIENTS), round_no):
-                urls = multi if "multipart" in name else single
-                results[name].append(one_round(urls, name, path))
+    chosen = clients([int(n) for n in args.concurrency.split(",")], args.curl, args.fast)
+    results: dict[Client, list[dict[str, float]]] = {client: [] for client in chosen}
+    shape = Shape(rate=args.rate_mbps * 1e6, latency=args.latency)
+    with storage_sink(args.part_mib * MIB, shape) as multi, storage_sink(0, shape) as single:
+        for round_no in range(args.rounds):
+            for client in rotated(chosen, round_no):
+                urls = multi if client.parts else single
+                results[client].append(one_round(urls, client, path))
     path.unlink()
-    return table(results, size)
+    return table(results, size, shaped=bool(args.rate_mbps))
 
 
-def table(results: dict[str, list[dict[str, float]]], size: int) -> str:
+def table(results: dict[Client, list[dict[str, float]]], size: int, shaped: bool) -> str:
     gib = size / (1 << 30)
-    speed = {name: [size / r["wall"] / 1e6 for r in rows] for name, rows in results.items()}
+    speed = {client: [size / r["wall"] / 1e6 for r in rows] for client, rows in results.items()}
     lines = [
         f"### {size // MIB} MiB file",
         "",
-        "| client | MB/s (median, min-max) | client CPU s/GiB | peak RSS growth MiB |",
-        "|---|---|---|---|",
+        "| client | MB/s (median, min-max) | client CPU s/GiB | sink CPU s/GiB "
+        "| peak RSS growth MiB |",
+        "|---|---|---|---|---|",
     ]
-    for name, rows in results.items():
+    for client, rows in results.items():
         cpu = median([r["cpu"] / gib for r in rows])
+        sink = median([r["sink"] / gib for r in rows])
         rss = max(r["rss"] for r in rows)
         lines.append(
-            f"| {name} | {median(speed[name]):,.0f} ({fmt_range(speed[name])}) | {cpu:.2f} "
-            f"| {rss:.1f} |"
+            f"| {client.name} | {median(speed[client]):,.0f} ({fmt_range(speed[client])}) "
+            f"| {cpu:.2f} | {sink:.2f} | {rss:.1f} |"
         )
-    ratio = median(speed[MULTI_SUM]) / median(speed[SINGLE_SUM])
-    rss = max(r["rss"] for r in results[MULTI_SUM])
-    lines += [
-        "",
-        f"- multipart / single PUT, both with sha256: {verdict(ratio, 1.2)}",
+    lines.append("")
+    for client in results:
+        if client.parts and client.kind == "sdk":
+            one = ONE_SUM if client.checksum else ONE_FAST
+            if one in results:
+                ratio = median(speed[client]) / median(speed[one])
+                target = 3.0 if shaped and client.parts == 4 else None if shaped else 1.0
+                judged = verdict(ratio, target) if target else f"{ratio:.2f}"
+                lines.append(f"- {client.name} / {one.name}: {judged}")
+    rss = max(r["rss"] for client, rows in results.items() if client.parts for r in rows)
+    lines.append(
         f"- multipart peak RSS growth: **{'met' if rss < 64 else 'missed'}** "
-        f"({rss:.1f} MiB, target < 64 MiB)",
-    ]
+        f"({rss:.1f} MiB, target < 64 MiB)"
+    )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes-mib", default="1024,4096")
+    parser.add_argument("--sizes-mib", default="1024")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--part-mib", type=int, default=64)
+    parser.add_argument("--concurrency", default="4", help="part_concurrency values to compare")
+    parser.add_argument("--rate-mbps", type=float, default=0.0, help="cap per PUT connection")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--no-curl", dest="curl", action="store_false")
+    parser.add_argument("--no-fast", dest="fast", action="store_false", help="sha256 only")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child_round(*args.child)
+        child_round(Client(*json.loads(args.child[0])), *args.child[1:])
         return
-    sections = ["## Multipart uploads (`multipart_bench`)", ""]
+    shaped = ""
+    if args.rate_mbps or args.latency:
+        shaped = f", sink capped at {args.rate_mbps:g} MB/s per connection"
+        shaped += f", {args.latency * 1000:g} ms per answer" if args.latency else ""
+    sections = [f"## Multipart uploads (`multipart_bench`{shaped})", ""]
     with tempfile.TemporaryDirectory(prefix="multipart-bench-") as tmp:
         for mib in (int(s) for s in args.sizes_mib.split(",")):
-            sections.append(run_size(mib * MIB, args.rounds, args.part_mib * MIB, Path(tmp)))
+            sections.append(run_size(mib * MIB, args, Path(tmp)))
             sections.append("")
     print("\n".join(sections).rstrip())
 
