@@ -24,6 +24,12 @@ SCENARIOS: list[tuple[str, list[str]]] = [
     ("scaling_bench", []),
     ("uploads_bench", ["--rounds", "7"]),
     ("multipart_bench", []),
+    # Storage that caps each connection, as object stores do: where parts pay off.
+    (
+        "multipart_bench",
+        [*("--rate-mbps", "100", "--latency", "0.02"), *("--concurrency", "1,2,4,8", "--no-fast")],
+    ),
+    ("identity_bench", []),
     ("pipeline_bench", []),
     ("pipeline_bench", ["--files", "2000", "--latency", "0.01-0.03"]),
     ("ray_bench", []),
