@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -62,53 +65,100 @@ class TimedRunner(GatewayRunner):
 
 
 def _kind(pid: int) -> str:
-    """What a process under this one is, from its command line."""
-    if pid == os.getpid():
-        return "driver"
+    """What a process under this one is, from its command line (a worker's names itself
+    ``ray::...`` once it runs; before that it is ``default_worker.py``)."""
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return "other"
-    for mark, kind in (
-        ("ray::MapWorker", "map actors"),
-        ("_LedgerActor", "ledger actor"),
-        ("raylet", "raylet"),
-        ("gcs_server", "gcs_server"),
-        ("ray::", "other Ray workers"),
-    ):
-        if mark in cmd:
-            return kind
+    program = os.path.basename(cmd.split(" ", 1)[0])
+    if cmd.startswith("ray::MapWorker"):
+        return "map actors"
+    if "_LedgerActor" in cmd:
+        return "ledger actor"
+    if cmd.startswith("ray::") or "default_worker.py" in cmd:
+        return "other Ray workers"
+    if program in ("raylet", "gcs_server"):
+        return program
     return "other Ray daemons"
 
 
-def cpu_by_kind(exclude: int) -> Counter[str]:
-    """CPU seconds of this process and its descendants by kind; what exited and was reaped
-    counts under "exited workers" (their parent's cutime+cstime)."""
-    stats: dict[int, tuple[int, int, int]] = {}
+def _tree(root: int, exclude: set[int]) -> dict[int, int]:
+    """Own CPU ticks (utime+stime) of ``root`` and its descendants, ``exclude`` left out."""
+    stats: dict[int, tuple[int, int]] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            own = int(fields[11]) + int(fields[12])
-            reaped = int(fields[13]) + int(fields[14])
-            stats[int(entry.name)] = (int(fields[1]), own, reaped)
+            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
     children: dict[int, list[int]] = defaultdict(list)
-    for pid, (parent, _, _) in stats.items():
+    for pid, (parent, _) in stats.items():
         children[parent].append(pid)
-    total: Counter[str] = Counter()
-    todo = [os.getpid()]
+    seen, todo = {}, [root]
     while todo:
         pid = todo.pop()
-        if pid == exclude or pid not in stats:
-            continue
-        _, own, reaped = stats[pid]
-        total[_kind(pid)] += own / TICK
-        if pid != os.getpid():  # this process's reaped children are the emulators
-            total["exited workers"] += reaped / TICK
-        todo.extend(children[pid])
-    return total
+        if pid not in exclude and pid in stats:
+            seen[pid] = stats[pid][1]
+            todo.extend(children[pid])
+    return seen
+
+
+def sampler(root: int, exclude: set[int]) -> None:
+    """``--sampler``: a process outside the tree it watches (its CPU is not counted) that
+    keeps the last CPU seen of every process under ``root``, so a worker that exits
+    mid-job still counts; each line on stdin gets the totals by kind as one JSON line."""
+    exclude.add(os.getpid())
+    last: dict[int, int] = {}
+    kinds: dict[int, str] = {}
+    asked = threading.Event()
+
+    def listen() -> None:
+        for _ in sys.stdin:
+            asked.set()
+        os._exit(0)
+
+    threading.Thread(target=listen, daemon=True).start()
+    while True:
+        answer = asked.wait(0.2)
+        for pid, ticks in _tree(root, exclude).items():  # a fresh look before any answer
+            last[pid] = ticks  # a worker's kind changes as it starts: the last one seen
+            kinds[pid] = "driver" if pid == root else _kind(pid)
+        if answer:
+            asked.clear()
+            totals: Counter[str] = Counter()
+            for pid, ticks in last.items():
+                totals[kinds[pid]] += ticks / TICK
+            print(json.dumps(totals), flush=True)
+
+
+class CPUWatch:
+    """The sampler process, asked for CPU seconds by kind before and after a job."""
+
+    def __init__(self, exclude: set[int]) -> None:
+        skip = ",".join(map(str, exclude))
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.ray_bench", "--sampler", f"{os.getpid()}:{skip}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+
+    def __call__(self) -> Counter[str]:
+        assert self._child.stdin is not None
+        assert self._child.stdout is not None
+        self._child.stdin.write("\n")
+        self._child.stdin.flush()
+        return Counter(json.loads(self._child.stdout.readline()))
+
+    def close(self) -> None:
+        assert self._child.stdin is not None
+        assert self._child.stdout is not None
+        self._child.stdin.close()
+        self._child.wait(timeout=30)
+        self._child.stdout.close()
 
 
 class PeakRSS:
@@ -166,9 +216,9 @@ def baseline(base: str, rows: int, concurrency: int = 64) -> Result:
     return Result(rows, wall, Counter({"driver": cpu}))
 
 
-def on_ray(base: str, emulator: int, rows: int) -> Result:
+def on_ray(base: str, watch: CPUWatch, rows: int) -> Result:
     """``map_runs`` as a user calls it: 2 actors x 32 in flight, its ledger actor included."""
-    before, wall = cpu_by_kind(emulator), time.perf_counter()
+    before, wall = watch(), time.perf_counter()
     out = map_runs(
         ray.data.range(rows, override_num_blocks=8),
         job=f"bench-{time.time_ns()}",
@@ -178,7 +228,7 @@ def on_ray(base: str, emulator: int, rows: int) -> Result:
     )
     statuses = Counter(row["run_status"] for row in out.select_columns(["run_status"]).take_all())
     wall = time.perf_counter() - wall
-    cpu = cpu_by_kind(emulator)
+    cpu = watch()
     cpu.subtract(before)
     assert statuses == {"succeeded": rows}, statuses
     return Result(rows, wall, cpu)
@@ -190,19 +240,19 @@ def per_row(small: Result, large: Result) -> Counter[str]:
     return Counter({kind: (large.cpu[kind] - small.cpu[kind]) / extra for kind in large.cpu})
 
 
-def one_machine(rows: int, rounds: int, base: str, pid: int) -> list[str]:
-    on_ray(base, pid, 64)  # warm-up: the first job also imports on the workers
+def one_machine(rows: int, rounds: int, base: str, watch: CPUWatch) -> list[str]:
+    on_ray(base, watch, 64)  # warm-up: the first job also imports on the workers
     plain, ray_rows, ratios, walls = [], [], [], []
     for _ in range(rounds):
         a = per_row(baseline(base, rows), baseline(base, 3 * rows))
-        small, large = on_ray(base, pid, rows), on_ray(base, pid, 3 * rows)
+        small, large = on_ray(base, watch, rows), on_ray(base, watch, 3 * rows)
         b = per_row(small, large)
         plain.append(a)
         ray_rows.append(b)
         ratios.append(sum(b.values()) / sum(a.values()))
         walls.append((large.wall - small.wall) / (2 * rows))
     with PeakRSS() as peak:  # a job of its own: the sampling costs the driver CPU
-        on_ray(base, pid, 3 * rows)
+        on_ray(base, watch, 3 * rows)
     base_us = statistics.median(sum(a.values()) for a in plain) * 1e6
     ray_us = statistics.median(sum(b.values()) for b in ray_rows) * 1e6
     kinds = sorted({k for b in ray_rows for k in b}, key=lambda k: -ray_rows[0][k])
@@ -296,19 +346,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scaling-rows", type=int, default=1024, help="rows per actor")
     parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--sampler", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sampler:
+        root, _, skip = args.sampler.partition(":")
+        sampler(int(root), {int(pid) for pid in skip.split(",") if pid})
+        return
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray").setLevel(logging.WARNING)  # stdout is the RESULTS.md section
     # Both emulators fork before Ray starts its threads in this process.
-    with emulator_process(None) as (base, pid), emulator_process("0.02") as (slow, _):
+    with emulator_process(None) as (base, pid), emulator_process("0.02") as (slow, slow_pid):
+        watch = CPUWatch({pid, slow_pid})
         try:
             start_ray()
             lines = ["## Ray Data (`gateway_async.ray`)", ""]
-            lines += one_machine(args.rows, args.rounds, base, pid)
+            lines += one_machine(args.rows, args.rounds, base, watch)
             if not args.no_scaling:
                 lines += ["", *scaling(args.scaling_rows, slow)]
         finally:
             ray.shutdown()
+            watch.close()
     print("\n".join(lines))
 
 

@@ -436,7 +436,7 @@ def _permits_of(control: Any, in_flight: int) -> JobPermits:
     used outside ``map_runs`` / ``map_uploads`` (controls then hold per actor)."""
     if control is None:
         ledger = JobLedger(concurrency=in_flight)
-        return JobPermits(ledger.acquire, _async(ledger.report))
+        return JobPermits(ledger.acquire, _async(ledger.report), in_flight)
 
     async def ask(want: int, report: Report) -> Grant:
         grant: Grant = await control.acquire.remote(want, report)
@@ -446,7 +446,7 @@ def _permits_of(control: Any, in_flight: int) -> JobPermits:
         grant: Grant = await control.report.remote(report)
         return grant
 
-    return JobPermits(ask, tell)
+    return JobPermits(ask, tell, in_flight)
 
 
 def _async(function: Callable[[Report], Grant]) -> Callable[[Report], Coroutine[Any, Any, Grant]]:

@@ -265,8 +265,9 @@ class JobPermits:
     reported at once.
     """
 
-    def __init__(self, ask: Ask, tell: Tell) -> None:
+    def __init__(self, ask: Ask, tell: Tell, block: int = 1) -> None:
         self._ask, self._tell = ask, tell
+        self._block = block  # permits asked for at once: a round trip per block, not per row
         self._free: deque[Permit] = deque()
         self._pending: list[Outcome] = []
         self._refill: asyncio.Task[None] | None = None
@@ -302,7 +303,7 @@ class JobPermits:
 
     async def _fetch(self) -> None:
         try:
-            grant = await self._ask(max(1, self._waiting), self._report())
+            grant = await self._ask(max(self._block, self._waiting), self._report())
         finally:
             self._refill = None
         self._learn(grant)
@@ -336,10 +337,15 @@ class JobPermits:
     def done(self, outcome: Outcome, *, retry_after: float | None = None) -> None:
         """Record a permit's outcome; report it now if someone may be waiting for it."""
         self._pending.append(outcome)
-        if retry_after is not None or self._refill is not None or self._news():
-            task = asyncio.create_task(self._tell(self._report(retry_after=retry_after)))
-            self._telling.add(task)
-            task.add_done_callback(self._told)
+        if retry_after is not None or self._news():
+            self._send_report(retry_after)
+        elif self._refill is not None and not self._telling:
+            self._send_report(None)  # one report at a time while the ledger may wait for it
+
+    def _send_report(self, retry_after: float | None) -> None:
+        task = asyncio.create_task(self._tell(self._report(retry_after=retry_after)))
+        self._telling.add(task)
+        task.add_done_callback(self._told)
 
     def _news(self) -> bool:
         """A 402 the ledger has not heard of: every other worker should stop sending."""
@@ -349,6 +355,8 @@ class JobPermits:
         self._telling.discard(task)
         if not task.cancelled() and task.exception() is None:
             self._learn(task.result())
+        if self._pending and self._refill is not None and not self._telling:
+            self._send_report(None)  # what ended meanwhile, while the ledger still waits
 
     async def close(self, rows_ok: int, rows_failed: int) -> None:
         """End of a batch: hand back unused permits, report everything, learn the verdict."""
