@@ -70,7 +70,9 @@ def _kind(pid: int) -> str:
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
-        return "other"
+        return "exiting"
+    if not cmd.strip():
+        return "exiting"  # a zombie: its command line is gone
     program = os.path.basename(cmd.split(" ", 1)[0])
     if cmd.startswith("ray::MapWorker"):
         return "map actors"
@@ -123,8 +125,10 @@ def sampler(root: int, exclude: set[int]) -> None:
     while True:
         answer = asked.wait(0.2)
         for pid, ticks in _tree(root, exclude).items():  # a fresh look before any answer
-            last[pid] = ticks  # a worker's kind changes as it starts: the last one seen
-            kinds[pid] = "driver" if pid == root else _kind(pid)
+            last[pid] = ticks  # a worker's kind changes as it starts: the last one seen,
+            kind = "driver" if pid == root else _kind(pid)  # unless it is already exiting
+            if kind != "exiting" or pid not in kinds:
+                kinds[pid] = kind
         if answer:
             asked.clear()
             totals: Counter[str] = Counter()
