@@ -8,6 +8,8 @@ Everything public is re-exported here; modules starting with ``_`` are private.
 
 from typing import TYPE_CHECKING, Any
 
+# First, before the heavy imports: a Ctrl-C while the CLI starts exits 130 quietly.
+from . import _startup  # noqa: F401
 from ._client import Gateway
 from ._config import NOT_GIVEN, Limits, Timeouts
 from ._errors import (

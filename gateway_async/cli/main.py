@@ -17,7 +17,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import (
     APITimeoutError,
@@ -36,6 +36,16 @@ ENV_KEY, ENV_URL = "GATEWAY_API_KEY", "GATEWAY_BASE_URL"
 NO_RICH = "the command line needs rich: pip install 'gateway-async[cli]'"
 _KWARG = re.compile(r"\b([a-z][a-z0-9_]*)=(?:True\b)?")
 _LEADING_FIELD = re.compile(r"^([a-z][a-z0-9_]*):")
+_CREDIT = Decimal("0.0001")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line naming the flag, as the CLI's own are
+    (argparse prints its whole usage block first), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        text = message.removeprefix("argument ")
+        self.exit(2, f"{error_line(text)} (see: {self.prog} --help)\n")
 
 
 def flag_message(message: object) -> str:
@@ -56,6 +66,10 @@ def _decimal(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(f"not a decimal number: {text!r}") from None
     if not value.is_finite() or value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative number: {text!r}")
+    try:  # credits have 4 decimals: 1e999999 has more digits than a Decimal holds, and
+        value.quantize(_CREDIT)  # dividing it by a price overflowed (a traceback)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"too large a number of credits: {text:.40}") from None
     return value
 
 
@@ -147,7 +161,8 @@ def _ingest_flags(parser: argparse.ArgumentParser, concurrency: int, what: str) 
 
 def build_parser() -> argparse.ArgumentParser:
     common = _globals()
-    parser = argparse.ArgumentParser(
+    # Typed as argparse's: subcommands are made with type(parser), so they are _Parsers too.
+    parser: argparse.ArgumentParser = _Parser(
         prog=PROG, parents=[common], description="The Gateway from the command line."
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")

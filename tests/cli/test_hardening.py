@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
+from gateway_async._startup import started_as_cli
 from gateway_async.cli.commands import collect_files
+from gateway_async.cli.main import main
 from gateway_async.emulator import Emulator
 
-from .conftest import Cli
+from .conftest import Cli, clean_env
 
 
 def _media(folder: Path, n: int) -> None:
@@ -57,3 +65,104 @@ def test_collect_files_leaves_out_the_journal_and_every_side_file(tmp_path: Path
     explicit, _ = collect_files([str(tmp_path / "j.db"), str(tmp_path / "0.png")], "*", via_link)
     assert [path.name for path in explicit] == ["0.png"]
     assert len(collect_files([str(tmp_path)])[0]) == len(side) + 1  # no journal: all of them
+
+
+# -- every user error is one line, exit 2 ---------------------------------------------------
+
+ONE_LINE_ERRORS = [
+    (["--concurrency", "0"], "--concurrency: must be a positive integer: '0'"),
+    (["--max-spend", "abc"], "--max-spend: not a decimal number: 'abc'"),
+    (["--max-spend", "1e999999"], "--max-spend: too large a number of credits: 1e999999"),
+    (["--timeout", "-1"], "--timeout: must be a positive number of seconds: '-1'"),
+    (["--nope"], "unrecognized arguments: --nope"),
+    (["--scope", "my photos"], "--scope: 'my photos' is not a valid scope"),
+]
+
+
+@pytest.mark.parametrize(("extra", "says"), ONE_LINE_ERRORS)
+def test_every_usage_error_is_one_line_naming_the_flag(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    extra: list[str],
+    says: str,
+) -> None:
+    """argparse's own errors printed the whole usage block first; a huge --max-spend was a
+    decimal.Overflow traceback. Now each is the CLI's one line, exit 2, before any request
+    (the Gateway URL is a closed port)."""
+    monkeypatch.setenv("GATEWAY_API_KEY", "k")
+    monkeypatch.setenv("GATEWAY_BASE_URL", "http://127.0.0.1:9")
+    _media(tmp_path, 1)
+    code = main(["index", str(tmp_path), "--model", "demo-image-embed", "--scope", "s", *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"gateway-async: error: {says}")
+
+
+def test_a_missing_flag_names_the_command_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["index", "x", "--model", "demo-image-embed"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "gateway-async: error: the following arguments are required: --scope "
+        "(see: gateway-async index --help)"
+    ]
+
+
+# -- Ctrl-C while the CLI starts ------------------------------------------------------------
+
+# Started by the child's ``site`` (PYTHONPATH): SIGINT to itself when ``INTERRUPT_AT`` is first
+# imported, so the signal lands in exactly that phase of the start-up, with no timing at all.
+SITECUSTOMIZE = """
+import os, signal, sys
+
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ["INTERRUPT_AT"]:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+"""
+
+STARTS = [
+    ("-m", "aiohttp"),  # while `import gateway_async` runs, before any CLI code
+    ("script", "aiohttp"),  # the same, through the console script
+    ("-m", "rich"),  # in __main__, while the CLI imports
+]
+
+
+@pytest.mark.parametrize(("how", "module"), STARTS)
+async def test_ctrl_c_while_the_cli_starts_exits_130_quietly(
+    tmp_path: Path, how: str, module: str
+) -> None:
+    """It printed a KeyboardInterrupt traceback and died of the signal (-2)."""
+    (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = clean_env(
+        GATEWAY_API_KEY="k",
+        GATEWAY_BASE_URL="http://127.0.0.1:9",
+        PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path]),
+        INTERRUPT_AT=module,
+    )
+    script = os.path.join(os.path.dirname(sys.executable), "gateway-async")
+    command = [sys.executable, "-m", "gateway_async"] if how == "-m" else [script]
+    pipe = asyncio.subprocess.PIPE
+    proc = await asyncio.create_subprocess_exec(*command, "wallet", env=env, stderr=pipe)
+    _, err = await proc.communicate()
+    assert (proc.returncode, err.decode()) == (130, "\ngateway-async: interrupted\n")
+
+
+def test_only_the_cli_process_takes_ctrl_c_over() -> None:
+    """A program that imports the SDK keeps Python's KeyboardInterrupt."""
+    code = "import signal, gateway_async; print(signal.getsignal(signal.SIGINT).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "default_int_handler"
+    assert started_as_cli(["-m"], [sys.executable, "-X", "utf8", "-m", "gateway_async"])
+    assert started_as_cli(
+        ["/venv/bin/gateway-async", "wallet"], ["python", "/venv/bin/gateway-async"]
+    )
+    assert not started_as_cli(["-m"], [sys.executable, "-m", "gateway_async.emulator"])
+    assert not started_as_cli(["-m"], [sys.executable, "-m", "pytest"])
+    assert not started_as_cli(["app.py", "-m", "gateway_async"], ["python", "app.py", "-m"])
+    spawned = ["python", "-c", "from multiprocessing.spawn import spawn_main; spawn_main()"]
+    assert not started_as_cli(["/venv/bin/gateway-async", "index"], spawned)
