@@ -113,7 +113,7 @@ class Gateway:
         threads, the multipart journal's sqlite3) is imported only by clients that upload."""
         from .resources.media import Media
 
-        return Media(self._transport, self._storage)
+        return Media(self._transport, self._storage, self._observers)
 
     @functools.cached_property
     def _storage(self) -> Storage:
@@ -140,7 +140,8 @@ class Gateway:
     @property
     def observer_failures(self) -> Mapping[str, int]:
         """How often each kind of observer failed: ``"tracing"``, ``"metrics"``,
-        ``"propagator"``, ``"request hook"``, ``"response hook"``, ``"on_event"``.
+        ``"propagator"``, ``"request hook"``, ``"response hook"``, ``"on_event"``,
+        ``"on_progress"``.
 
         Such failures never change a call's outcome; each kind is logged once (a warning on
         the ``gateway_async`` logger) and counted here.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Iterable
 
 from .._batch import check_many, run_batch
@@ -17,7 +18,7 @@ from .._errors import (
     PermissionDeniedError,
 )
 from .._identity import check_job
-from .._telemetry import Attributes
+from .._telemetry import Attributes, Observers
 from .._transport import Transport
 from .._upload.engine import ProgressCallback, upload_source
 from .._upload.multipart import check_part_concurrency
@@ -34,14 +35,19 @@ __all__ = ["Media"]
 _DOOMING = (AuthenticationError, InsufficientFundsError, PermissionDeniedError)
 
 
-def _check_progress(on_progress: object) -> None:
-    """The callback is first called after the PUT: refuse a wrong one before the init."""
-    if on_progress is not None and not callable(on_progress):
+def _progress(on_progress: object, observers: Observers) -> ProgressCallback | None:
+    """The callback, called through the observers' boundary: what it raises (CancelledError
+    too) is logged once, counted as ``"on_progress"``, and never changes the upload's
+    outcome. It is first called after the PUT: a wrong one is refused before the init."""
+    if on_progress is None:
+        return None
+    if not callable(on_progress):
         raise InvalidRequestError(
             f"on_progress: expected callable(UploadProgress) or None, got "
             f"{type(on_progress).__name__}",
             field="on_progress",
         )
+    return functools.partial(observers.call, "on_progress", on_progress)
 
 
 def _check_identity(job: str | None, idempotency_key: str | None, checksum: bool) -> None:
@@ -81,11 +87,12 @@ def _uploaded(media: MediaRef) -> Attributes:
 class Media(Resource):
     """Upload media; the resulting MediaRef goes straight into run inputs."""
 
-    __slots__ = ("_storage",)
+    __slots__ = ("_observers", "_storage")
 
-    def __init__(self, transport: Transport, storage: Storage) -> None:
+    def __init__(self, transport: Transport, storage: Storage, observers: Observers) -> None:
         super().__init__(transport)
         self._storage = storage
+        self._observers = observers
 
     async def upload(
         self,
@@ -122,7 +129,7 @@ class Media(Resource):
         """
         _check_identity(job, idempotency_key, checksum)
         check_part_concurrency(part_concurrency)
-        _check_progress(on_progress)
+        on_progress = _progress(on_progress, self._observers)
         resume = None if journal is None else ResumeJournal.at(journal)
         async with resume or contextlib.nullcontext():
             return await self._upload(
@@ -164,7 +171,7 @@ class Media(Resource):
         check_many(sources, "sources", "gw.media.upload() for one")
         _check_identity(job, None, checksum)
         check_part_concurrency(part_concurrency)
-        _check_progress(on_progress)
+        on_progress = _progress(on_progress, self._observers)
 
         async def one(index: int, source: SourceLike) -> MediaRef:
             return await self._upload(
