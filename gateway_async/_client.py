@@ -39,6 +39,16 @@ if TYPE_CHECKING:
 __all__ = ["Gateway"]
 
 
+def _check_instance(name: str, value: object, kind: type, example: str) -> None:
+    """An option that takes one of our classes gets one (or None), refused here: else the
+    first call that reads it fails with a raw AttributeError."""
+    if value is not None and not isinstance(value, kind):
+        raise ConfigurationError(
+            f"{name}: expected a {kind.__name__} or None, got {type(value).__name__} "
+            f"{value!r:.40}; pass e.g. {name}={example}"
+        )
+
+
 class Gateway:
     """An async client of the Gateway API. Use it as ``async with Gateway(...) as gw:``.
 
@@ -75,6 +85,8 @@ class Gateway:
         stall_timeout = finite_seconds("upload_stall_timeout", upload_stall_timeout)
         self._credentials = Credentials.resolve(api_key, access_token, env)
         self.base_url = parse_base_url(base_url, allow_insecure_http=allow_insecure_http, env=env)
+        _check_instance("retry", retry, RetryPolicy, "RetryPolicy(max_retries=5)")
+        _check_instance("limits", limits, Limits, "Limits(max_connections=50)")
         policy = retry or RetryPolicy()
         if not isinstance(max_retries, NotGiven):
             if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:

@@ -193,7 +193,13 @@ def _hooks(event_hooks: EventHooks | None) -> tuple[tuple[Hook, ...], tuple[Hook
         )
     found: dict[str, tuple[Hook, ...]] = {}
     for event in ("request", "response"):
-        hooks = tuple(event_hooks.get(event, ()))
+        listed = event_hooks.get(event, ())
+        if callable(listed) or isinstance(listed, str | bytes) or not isinstance(listed, Iterable):
+            raise ConfigurationError(
+                f"event_hooks[{event!r}]: expected a list of callables, got "
+                f"{type(listed).__name__}; pass {{{event!r}: [fn, ...]}}"
+            )
+        hooks = tuple(listed)
         if not all(callable(hook) for hook in hooks):
             raise ConfigurationError(f"event_hooks[{event!r}]: every hook must be callable")
         found[event] = hooks

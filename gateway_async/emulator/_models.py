@@ -104,8 +104,6 @@ def model_from_dict(raw: Mapping[str, Any]) -> ModelSpec:
     default_modes = ("execute",) if engine == "echo" else ("execute", *VECTOR_MODES)
     modes = tuple(raw.get("modes", default_modes))
     price = parse_credits(str(raw.get("price_per_run", DEFAULT_PRICE)), f"model {slug!r}'s price")
-    if price < 0:
-        raise ValueError(f"model {slug!r}'s price must not be negative, got {price}")
     allowed = raw.get("allowed_keys")
     return ModelSpec(
         slug=slug,

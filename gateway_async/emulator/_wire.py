@@ -89,10 +89,11 @@ def credits(amount: Decimal) -> str:
 
 
 def exact_credits(value: Decimal, what: str) -> Decimal:
-    """``value`` when it is a finite amount of credits with at most four decimal places;
-    ValueError naming ``what`` otherwise. Every price, balance and charge passes here, so a
-    reply's ``usage.credits``, the wallet and the usage summary add up the same numbers
-    (a price of 0.00005 was answered ``"0.0000"`` while the wallet dropped it)."""
+    """``value`` when it is a finite, non-negative amount of credits with at most four
+    decimal places; ValueError naming ``what`` otherwise. Every price, balance and charge
+    passes here, so a reply's ``usage.credits``, the wallet and the usage summary add up the
+    same numbers (a price of 0.00005 was answered ``"0.0000"`` while the wallet dropped it).
+    No wallet or price is negative: ``--balance -5`` used to start."""
     try:
         exact = value.is_finite() and value.quantize(CREDITS_QUANTUM) == value
     except InvalidOperation:  # more digits than a Decimal holds (1e400)
@@ -102,6 +103,8 @@ def exact_credits(value: Decimal, what: str) -> Decimal:
             f"{what} must be a finite number of credits with at most 4 decimal places "
             f"(e.g. 12.5000), got {value}"
         )
+    if value < 0:
+        raise ValueError(f"{what} must not be negative, got {value}")
     return value
 
 
