@@ -19,7 +19,10 @@ _S3_ERROR = re.compile(
     re.DOTALL,
 )
 # The API's hints name its routes; the CLI user has a command for them.
-_ROUTES = {"GET /api/marketplace/models": "`gateway-async models list`"}
+# Only the listing route itself: ``GET /api/marketplace/models/<slug>`` is not a listing.
+_ROUTES = {
+    re.compile(r"GET /api/marketplace/models(?![/?\w])"): "`gateway-async models list`",
+}
 
 
 class UsageError(Exception):
@@ -31,7 +34,7 @@ def one_line(value: object) -> str:
     ``Code: Message``, an API route in a hint becomes the command that does it."""
     text = _S3_ERROR.sub(_s3_summary, str(value))
     for route, command in _ROUTES.items():
-        text = text.replace(route, command)
+        text = route.sub(command, text)
     text = " ".join(text.split())
     return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
 

@@ -311,7 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except APITimeoutError as exc:  # names the deadline, and --timeout to change it
         return _fail(flag_message(exc), 1)
     except (GatewayError, OSError) as exc:
-        return _fail(exc, 2 if _journal_refused(exc) else 1)
+        if _journal_refused(exc):  # the flag the user typed, then what is wrong with it
+            return _fail(f"--journal: {exc}", 2)
+        return _fail(exc, 1)
 
 
 def _journal_refused(exc: BaseException) -> bool:

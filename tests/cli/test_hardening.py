@@ -167,3 +167,14 @@ def test_only_the_cli_process_takes_ctrl_c_over() -> None:
     assert not started_as_cli(["app.py", "-m", "gateway_async"], ["python", "app.py", "-m"])
     spawned = ["python", "-c", "from multiprocessing.spawn import spawn_main; spawn_main()"]
     assert not started_as_cli(["/venv/bin/gateway-async", "index"], spawned)
+
+
+def test_only_the_listing_route_becomes_the_listing_command() -> None:
+    """A failed call to one model's route names that route, not `models list` glued to a slug."""
+    from gateway_async.cli._common import one_line
+
+    listing = one_line("see GET /api/marketplace/models for the slugs")
+    assert listing == "see `gateway-async models list` for the slugs"
+    one = one_line("GET /api/marketplace/models/demo-image-embed failed: reset")
+    assert one == "GET /api/marketplace/models/demo-image-embed failed: reset"
+    assert "models list" not in one_line("GET /api/marketplace/models?q=x failed")

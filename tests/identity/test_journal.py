@@ -200,6 +200,7 @@ def test_the_cli_prints_one_line_and_exits_2_for_a_photo_as_journal(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
     assert "img000.png" in err
+    assert "--journal" in err  # the flag the user typed
     assert listing(folder) == ["img000.png", "img001.png"]
 
 
