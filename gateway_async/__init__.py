@@ -24,6 +24,9 @@ from ._errors import (
     GatewayError,
     InsufficientFundsError,
     InvalidRequestError,
+    JournalError,
+    JournalLockedError,
+    JournalMismatchError,
     NotAttemptedError,
     NotFoundError,
     PayloadTooLargeError,
@@ -59,9 +62,6 @@ if TYPE_CHECKING:
         IngestItem,
         IngestSummary,
         Journal,
-        JournalError,
-        JournalLockedError,
-        JournalMismatchError,
     )
 
 # Imported on first use, from the module that defines them: the pipeline and the upload
@@ -74,9 +74,6 @@ _LAZY = {
     "IngestItem": "pipeline",
     "IngestSummary": "pipeline",
     "Journal": "pipeline",
-    "JournalError": "pipeline",
-    "JournalLockedError": "pipeline",
-    "JournalMismatchError": "pipeline",
     "UploadProgress": "_upload.engine",
 }
 

@@ -9,6 +9,9 @@
     ├── APIResponseValidationError              a response that does not match the contract
     ├── UploadError                             the storage PUT failed for good, or the source
     │                                           changed or could not be re-read for a retry
+    ├── JournalError                            a journal file that cannot be used (damaged, ...)
+    │   ├── JournalLockedError                  in use by another process or Journal object
+    │   └── JournalMismatchError                written for another Gateway, workspace or job
     └── APIStatusError                          the Gateway answered with a non-2xx status
         ├── BadRequestError             400
         ├── AuthenticationError         401
@@ -44,6 +47,9 @@ __all__ = [
     "GatewayError",
     "InsufficientFundsError",
     "InvalidRequestError",
+    "JournalError",
+    "JournalLockedError",
+    "JournalMismatchError",
     "NotAttemptedError",
     "NotFoundError",
     "PayloadTooLargeError",
@@ -56,6 +62,7 @@ __all__ = [
     "detached",
     "error_from_response",
     "executed_outcome",
+    "journal_error",
     "mark_unknown",
 ]
 
@@ -323,3 +330,34 @@ def mark_unknown(error: GatewayError) -> None:
         error.after_unknown_attempt = True
         error.message += " (an earlier attempt of this call may have executed: outcome unknown)"
         error.args = (error.message, *error.args[1:])
+
+
+class JournalError(GatewayError):
+    """The journal file cannot be used (damaged, not a journal, unreadable, unwritable);
+    ``path`` names it and the message says what to do."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class JournalLockedError(JournalError):
+    """The journal file is in use by another process (or another ``Journal`` object)."""
+
+
+class JournalMismatchError(JournalError):
+    """The journal belongs to another Gateway, workspace or job than this ingest's."""
+
+
+def journal_error(path: str, exc: BaseException) -> JournalError:
+    """What an SQLite or OS error on the journal means for the user, and what to do."""
+    import sqlite3  # loaded by whoever opened the journal; never at import of the SDK
+
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
+        advice = "it is not a gateway-async journal; pass the path of a new file, e.g. ingest.db"
+    elif any(word in text for word in ("full", "readonly", "I/O")) or isinstance(exc, OSError):
+        advice = "free disk space (or check the disk), or pass a journal path on a writable disk"
+    else:
+        advice = "it is damaged; move it aside and pass a new journal path"
+    return JournalError(f"journal {path} cannot be used ({text}): {advice}", path=path)

@@ -42,7 +42,15 @@ from typing import Final, Protocol, TypeVar
 
 import attrs
 
-from ._errors import GatewayError, RateLimitError, executed_outcome
+from ._errors import (
+    GatewayError,
+    JournalError,
+    JournalLockedError,
+    JournalMismatchError,
+    RateLimitError,
+    executed_outcome,
+    journal_error,
+)
 from .models import MediaRef, Run
 
 __all__ = [
@@ -110,35 +118,6 @@ _MOVES: Final[dict[str | None, frozenset[str]]] = {
     REJECTED: frozenset({PENDING}),
     SUCCEEDED: frozenset(),
 }
-
-
-class JournalError(GatewayError):
-    """The journal file cannot be used (damaged, not a journal, unreadable, unwritable);
-    ``path`` names it and the message says what to do."""
-
-    def __init__(self, message: str, *, path: str) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-class JournalLockedError(JournalError):
-    """The journal file is in use by another process (or another ``Journal`` object)."""
-
-
-class JournalMismatchError(JournalError):
-    """The journal belongs to another Gateway, workspace or job than this ingest's."""
-
-
-def _journal_error(path: str, exc: BaseException) -> JournalError:
-    """What an SQLite or OS error on the journal means for the user, and what to do."""
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
-        advice = "it is not a gateway-async journal; pass the path of a new file, e.g. ingest.db"
-    elif any(word in text for word in ("full", "readonly", "I/O")) or isinstance(exc, OSError):
-        advice = "free disk space (or check the disk), or pass a journal path on a writable disk"
-    else:
-        advice = "it is damaged; move it aside and pass a new journal path"
-    return JournalError(f"journal {path} cannot be used ({text}): {advice}", path=path)
 
 
 @attrs.frozen(kw_only=True)
@@ -210,7 +189,7 @@ class _Lock:
         try:
             fd = os.open(self.real, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise _journal_error(journal, exc) from None
+            raise journal_error(journal, exc) from None
         try:
             import fcntl
         except ImportError:  # not POSIX: SQLite's own locking still keeps the file sound
@@ -334,7 +313,7 @@ class Journal:
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
         except (sqlite3.Error, OSError) as exc:
-            error = _journal_error(self.path, exc)
+            error = journal_error(self.path, exc)
         raise error  # outside the except: the sqlite3 error is not chained
 
 
@@ -362,12 +341,12 @@ def _connect(path: str | os.PathLike[str], lock: _Lock) -> tuple[str, str]:
     try:
         conn = sqlite3.connect(lock.real, timeout=5.0)
     except sqlite3.Error as exc:
-        raise _journal_error(filename, exc) from None
+        raise journal_error(filename, exc) from None
     try:
         jid = _set_up(conn, filename)
     except (sqlite3.Error, OSError) as exc:
         conn.close()
-        raise _journal_error(filename, exc) from None
+        raise journal_error(filename, exc) from None
     except BaseException:
         conn.close()
         raise

@@ -25,7 +25,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
-from .._errors import InvalidRequestError
+from .._errors import InvalidRequestError, journal_error
 from .files import SMALL_FILE
 from .parts import MultipartTicket
 from .sources import Source
@@ -99,9 +99,12 @@ class ResumeJournal:
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         def locked() -> T:
             with self._lock:
-                if self._conn is None:
-                    self._conn = _connect(self._path)
-                return fn(self._conn, *args)
+                try:
+                    if self._conn is None:
+                        self._conn = _connect(self._path)
+                    return fn(self._conn, *args)
+                except (sqlite3.Error, OSError) as exc:  # the ingest's rule: typed, with advice
+                    raise journal_error(str(self._path), exc) from None
 
         return await asyncio.to_thread(locked)
 

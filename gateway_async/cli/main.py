@@ -25,6 +25,7 @@ from .. import (
     Gateway,
     GatewayError,
     InvalidRequestError,
+    JournalError,
     Timeouts,
 )
 from .._version import __version__
@@ -318,8 +319,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _journal_refused(exc: BaseException) -> bool:
     """A journal that cannot be used (damaged, another's, locked) is a usage error: exit 2."""
-    from .._journal import JournalError  # loaded by then: only the ingest raises it
-
     return isinstance(exc, JournalError)
 
 

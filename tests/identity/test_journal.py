@@ -242,3 +242,33 @@ async def test_two_ingests_through_a_symlink_do_not_both_run(
     assert all(item.ok for item in items)
     assert emu.stats.uploads_completed == 40
     assert emu.stats.executions == 40
+
+
+# -- the upload's resume journal follows the same rule -----------------------------------------
+
+
+@pytest.mark.parametrize("case", ["damaged file", "missing folder", "a directory"])
+async def test_an_upload_journal_that_cannot_be_used_is_a_journal_error(
+    tmp_path: Path, case: str
+) -> None:
+    """``gw.media.upload(journal=)`` of a multipart-sized file: typed, never a raw sqlite3
+    error (found by the adversarial review after issue 20 landed)."""
+    mib = 1024 * 1024
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(6 * mib))
+    journal = {
+        "damaged file": tmp_path / "bad.db",
+        "missing folder": tmp_path / "nope" / "j.db",
+        "a directory": tmp_path,
+    }[case]
+    if case == "damaged file":
+        journal.write_bytes(b"garbage" * 1000)
+    async with (
+        Emulator(multipart_threshold=5 * mib, multipart_part_size=5 * mib) as emulator,
+        emulator.client() as gw,
+    ):
+        with pytest.raises(JournalError) as info:
+            await gw.media.upload(big, journal=journal)
+    assert info.value.path == str(journal)
+    assert "journal" in str(info.value)
+    assert info.value.__cause__ is None
