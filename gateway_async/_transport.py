@@ -304,21 +304,25 @@ class Transport:
                 connect = self._connect_timeout_for(timeouts)
                 due = self._attempt_due(timeouts, deadline, loop.time())
                 if due is None:
-                    return await send(session, method, url, data, headers, params, connect)
-                # Inline rather than a helper coroutine: one frame less on the hottest path.
-                task = asyncio.current_task()
-                assert task is not None
-                assert self._watch is not None
-                self._watch.watch(task, due)
-                try:
-                    return await send(session, method, url, data, headers, params, connect)
-                except asyncio.CancelledError:
-                    if self._watch.expired(task):
-                        error = _timed_out(method, url.path, timeouts, due == deadline)
-                        raise _RetryableError(error) from None
-                    raise
-                finally:
-                    self._watch.release(task)
+                    reply = await send(session, method, url, data, headers, params, connect)
+                else:
+                    # Inline rather than a helper coroutine: one frame less on the hot path.
+                    task = asyncio.current_task()
+                    assert task is not None
+                    assert self._watch is not None
+                    self._watch.watch(task, due)
+                    try:
+                        reply = await send(session, method, url, data, headers, params, connect)
+                    except asyncio.CancelledError:
+                        if self._watch.expired(task):
+                            error = _timed_out(method, url.path, timeouts, due == deadline)
+                            raise _RetryableError(error) from None
+                        raise
+                    finally:
+                        self._watch.release(task)
+                # A replay of this call's own earlier attempt is this call's execution: only
+                # the replay of an earlier *call* means nothing was executed or charged now.
+                return reply._replace(replayed=False) if unknown else reply
             except _RetryableError as failure:
                 last_error = failure.error
                 if unknown and method != "GET":

@@ -120,7 +120,8 @@ class Run:
     error: RunError | None = None
     # Not on the wire: True when the Gateway answered from its record of an earlier call
     # with the same Idempotency-Key (header ``Idempotent-Replayed``): nothing executed or
-    # was charged this time. Not part of equality: it is the same run.
+    # was charged by this call. A replay answering a retry after an attempt whose outcome
+    # was unknown is False: that attempt executed, within this call. Not part of equality.
     replayed: bool = attrs.field(default=False, eq=False)
 
     @property

@@ -74,8 +74,10 @@ class IngestSummary:
     ``total`` sources were read; each ends as exactly one of ``skipped`` (journal had it),
     ``succeeded``, ``failed`` or ``not_run`` (``max_spend`` reached). ``uploaded`` and
     ``reused`` count how media was obtained; ``bytes`` were uploaded; ``credits`` is the
-    sum of ``usage.credits`` of the runs; ``stopped`` says why the ingest ended early
-    ("budget", "stopped", "error" or "cancelled"), None when it ran out of sources.
+    sum of ``usage.credits`` of the runs this ingest's calls executed (a replay of an
+    earlier call's run, e.g. another ingest's on the same journal, adds nothing);
+    ``stopped`` says why the ingest ended early ("budget", "stopped", "error" or
+    "cancelled"), None when it ran out of sources.
     """
 
     total: int
@@ -125,7 +127,7 @@ class Tally:
     stopped: str | None = None
 
     def count(self, item: IngestItem) -> None:
-        if item.run is not None:
+        if item.run is not None and not item.run.replayed:  # a replay cost this ingest nothing
             self.credits += item.run.usage.credits
         if item.skipped:
             self.skipped += 1

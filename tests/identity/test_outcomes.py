@@ -82,3 +82,38 @@ async def test_a_429_to_a_first_attempt_is_still_not_executed(
     assert not info.value.after_unknown_attempt
     assert executed_outcome(info.value) == "not executed"
     assert emu.stats.executions == 0
+
+
+async def test_a_replay_answering_a_retry_of_a_lost_reply_is_this_calls_execution(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt executed and its reply was lost; the retry's answer is the replay of
+    that attempt. It ran within this call, so ``replayed`` is False (a budget that treats a
+    replay as free would otherwise miss a charge); a later call with the key is a replay."""
+    script(emu, monkeypatch, RUNS, Decision(reset="after"))
+    async with emu.client(retry=NO_WAIT) as gw:
+        first = await gw.runs.create(model="demo-echo", input={"i": 1}, idempotency_key="k-lost")
+        again = await gw.runs.create(model="demo-echo", input={"i": 1}, idempotency_key="k-lost")
+    assert emu.stats.executions == 1
+    assert (first.replayed, again.replayed) == (False, True)
+
+
+async def test_a_replay_of_another_ingests_run_costs_this_ingest_nothing(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """Two ingests sharing one open journal over the same files: the server charges each run
+    once, and the two summaries add up to what it charged (they claimed twice that)."""
+    from gateway_async.pipeline import Journal
+
+    files = images(tmp_path, 6)
+    async with emu.client() as gw, await Journal.open(tmp_path / "j.db") as journal:
+
+        async def one() -> Decimal:
+            async with gw.ingest(files, model=MODEL, scope=SCOPE, journal=journal) as ingest:
+                async for _ in ingest:
+                    pass
+            return ingest.summary.credits
+
+        spent = await asyncio.wait_for(asyncio.gather(one(), one()), 60)
+    assert emu.stats.executions == len(files)
+    assert sum(spent) == emu.stats.charged_total == Decimal("0.0060")
