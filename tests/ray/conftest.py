@@ -139,3 +139,20 @@ class KillSwitch:
             socket.create_connection(("127.0.0.1", self.port)).close()  # wake accept()
         self._thread.join(timeout=30)
         self._sock.close()
+
+
+def local_ray(emulator: EmulatorProcess) -> Iterator[None]:
+    """One local Ray for a test module (2 CPUs, the emulator's address in every worker's
+    environment), shut down after it: ``yield from local_ray(emulator)`` in a module fixture."""
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": emulator.env()},
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()

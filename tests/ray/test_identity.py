@@ -14,23 +14,14 @@ import ray
 from gateway_async import RunRequest
 from gateway_async.emulator._png import encode
 from gateway_async.ray import map_runs, map_uploads
-from tests.ray.conftest import EmulatorProcess
+from tests.ray.conftest import EmulatorProcess, local_ray
 
 pytestmark = pytest.mark.timeout(150)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_runtime(emulator: EmulatorProcess) -> Iterator[None]:
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": emulator.env()},
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
+    yield from local_ray(emulator)
 
 
 def index(row: dict[str, Any]) -> RunRequest:

@@ -28,7 +28,7 @@ from ray.data import ActorPoolStrategy
 from gateway_async import RunRequest
 from gateway_async.ray import map_runs, map_uploads
 from tests.ray._faults import ExitAfterAnswers, WaitForKill
-from tests.ray.conftest import EmulatorProcess, KillSwitch, Snapshot
+from tests.ray.conftest import EmulatorProcess, KillSwitch, Snapshot, local_ray
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -38,16 +38,7 @@ UPLOAD_COLUMNS = ["media_ref", "media_size", "media_sha256", "upload_error_type"
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_runtime(emulator: EmulatorProcess) -> Iterator[None]:
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": emulator.env()},
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
+    yield from local_ray(emulator)
 
 
 def echo(row: dict[str, Any]) -> RunRequest:
