@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 import statistics
 import time
@@ -73,6 +74,20 @@ def measure_forked(fn: Callable[[], Any], ops: int) -> Sample:
     if child.exitcode != 0:
         raise RuntimeError(f"benchmark child failed with exit code {child.exitcode}")
     return sample
+
+
+def children_cpu() -> float:
+    """User+sys CPU seconds of this process's children that have been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def child_env() -> dict[str, str]:
+    """This environment for a measured child Python: hashing fixed, bytecode caching on (the
+    shells here may set PYTHONDONTWRITEBYTECODE, and then every child compiles every module
+    it imports)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONHASHSEED": "0"}
 
 
 def peak_rss_mib() -> float:

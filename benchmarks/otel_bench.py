@@ -18,6 +18,7 @@ import timeit
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from benchmarks import _ratios
 from benchmarks._server import cheap_server
 from benchmarks._stats import Sample, measure_forked, med_range, median
 
@@ -70,9 +71,11 @@ def with_sdk(url: str, n: int, conc: int) -> None:
         meter_provider.shutdown()
 
 
+OFF = "telemetry=False (uninstrumented)"
+API = "API installed, no SDK (default)"
 CLIENTS: dict[str, Callable[[str, int, int], None]] = {
-    "telemetry=False (uninstrumented)": off,
-    "API installed, no SDK (default)": api_only,
+    OFF: off,
+    API: api_only,
     "SDK, batch span processor": with_sdk,
 }
 
@@ -125,6 +128,21 @@ def table(samples: dict[str, list[Sample]]) -> str:
     return "\n".join(lines)
 
 
+def target(samples: dict[str, list[Sample]]) -> str:
+    """The judged figure: API without SDK over telemetry=False, the median of paired rounds."""
+    off, api = samples[OFF], samples[API]
+    extra = median([a.cpu / o.cpu - 1 for a, o in zip(api, off, strict=True)])
+    api_us, off_us = (median([r.cpu_us_per_op for r in rows]) for rows in (api, off))
+    record = _ratios.emit(
+        "CPU per run, OTel API without SDK vs telemetry=False, CPU time",
+        extra,
+        "<= +3%",
+        f"{api_us:.0f} vs {off_us:.0f} µs CPU/run (paired median of {len(api)} rounds)",
+        measured=f"{extra:+.1%}",
+    )
+    return _ratios.line(record)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10_000)
@@ -137,6 +155,7 @@ def main() -> None:
         f"{args.rounds} rounds\n"
     )
     print(table(samples))
+    print(f"\n{target(samples)}")
     print(
         f"\nThe checks made per run when no SDK is configured: {off_path_ns():.0f} ns "
         "(timed alone)."

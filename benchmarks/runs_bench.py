@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from benchmarks import _ratios
 from benchmarks._server import cheap_server
 from benchmarks._stats import Sample, measure_forked, med_range, median
 
@@ -136,6 +137,20 @@ def table(samples: dict[str, list[Sample]]) -> str:
     return "\n".join(lines)
 
 
+def target(samples: dict[str, list[Sample]]) -> str:
+    """The judged ratio: SDK CPU / raw aiohttp CPU per run, the median of paired rounds."""
+    sdk, raw = samples["gateway_async"], samples["raw aiohttp"]
+    ratio = median([s.cpu / r.cpu for s, r in zip(sdk, raw, strict=True)])
+    sdk_us, raw_us = (median([r.cpu_us_per_op for r in rows]) for rows in (sdk, raw))
+    record = _ratios.emit(
+        "client CPU per runs.create / raw aiohttp, CPU time",
+        ratio,
+        "<= 1.05",
+        f"{sdk_us:.0f} vs {raw_us:.0f} µs CPU/run (paired median of {len(sdk)} rounds)",
+    )
+    return _ratios.line(record)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10_000)
@@ -150,6 +165,8 @@ def main() -> None:
         f"{args.rounds} rounds\n"
     )
     print(table(samples))
+    if {"gateway_async", "raw aiohttp"} <= samples.keys():
+        print(f"\n{target(samples)}")
 
 
 if __name__ == "__main__":
