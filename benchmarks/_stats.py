@@ -98,6 +98,15 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def paired_cpu(ours: list[Sample], base: list[Sample]) -> tuple[float, str]:
+    """CPU of ``ours`` over ``base``, the median of the rounds' ratios (round i of each ran
+    back to back), and the medians per operation for a detail: "X vs Y µs CPU/run ..."."""
+    ratio = median([a.cpu / b.cpu for a, b in zip(ours, base, strict=True)])
+    ours_us, base_us = (median([r.cpu_us_per_op for r in rows]) for rows in (ours, base))
+    rounds = f"paired median of {len(ours)} rounds"
+    return ratio, f"{ours_us:.0f} vs {base_us:.0f} µs CPU/run ({rounds})"
+
+
 def fmt_range(values: list[float], digits: int = 0) -> str:
     return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
 

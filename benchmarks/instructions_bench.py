@@ -20,11 +20,13 @@ Without valgrind on PATH it says so and counts nothing.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +68,18 @@ def child(name: str, url: str, n: int) -> None:
     clients[name](url, n, CONCURRENCY)
 
 
-def per_run(url: str, name: str, small: int, large: int) -> float:
-    counts = [
-        instructions(["-m", "benchmarks.instructions_bench", "--child", name, url, str(n)])
-        for n in (small, large)
-    ]
-    return (counts[1] - counts[0]) / (large - small)
+def counted(jobs: list[list[str]]) -> list[int]:
+    """``instructions`` of each job, as many at once as there are cores: a count, unlike a
+    time, hardly moves with the load."""
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        return list(pool.map(instructions, jobs))
+
+
+def per_run(url: str, names: list[str], small: int, large: int) -> dict[str, float]:
+    """Instructions per run of each client: (I(large) - I(small)) / (large - small)."""
+    child = ["-m", "benchmarks.instructions_bench", "--child"]
+    got = counted([[*child, name, url, str(n)] for name in names for n in (small, large)])
+    return {name: (got[2 * i + 1] - got[2 * i]) / (large - small) for i, name in enumerate(names)}
 
 
 Rows = list[tuple[str, str, str]]  # what, instructions, per
@@ -81,9 +89,9 @@ def import_counts() -> tuple[Rows, list[dict[str, Any]]]:
     code = {mod: ["-c", f"import {mod}"] for mod in ("gateway_async", "aiohttp")}
     for args in code.values():
         python(args)  # writes the .pyc files the counted runs read
-    sdk, raw = (instructions(args) for args in code.values())
+    sdk, raw = counted(list(code.values()))
     record = _ratios.emit(
-        "import gateway_async / import aiohttp, instructions",
+        f"{_ratios.IMPORT}, instructions",
         sdk / raw,
         "<= 1.10",
         f"{sdk / 1e6:,.0f} M vs {raw / 1e6:,.0f} M instructions (whole process)",
@@ -94,16 +102,16 @@ def import_counts() -> tuple[Rows, list[dict[str, Any]]]:
 
 
 def run_counts(sizes: tuple[int, int], only: set[str]) -> tuple[Rows, list[dict[str, Any]]]:
-    names = {"sdk": "runs" in only or "otel" in only, "raw": "runs" in only, "off": "otel" in only}
+    wanted = {"sdk": "runs" in only or "otel" in only, "raw": "runs" in only, "off": "otel" in only}
     with cheap_server() as url:
         python(["-m", "benchmarks.instructions_bench", "--child", "sdk", url, "10"])  # .pyc
-        per = {name: per_run(url, name, *sizes) for name, wanted in names.items() if wanted}
+        per = per_run(url, [name for name, yes in wanted.items() if yes], *sizes)
     rows = [(LABELS[name], f"{count / 1e3:,.1f} k", "run") for name, count in per.items()]
     records = []
     if "raw" in per:
         records.append(
             _ratios.emit(
-                "client CPU per runs.create / raw aiohttp, instructions",
+                f"{_ratios.RUNS}, instructions",
                 per["sdk"] / per["raw"],
                 "<= 1.05",
                 f"{per['sdk'] / 1e3:,.0f} k vs {per['raw'] / 1e3:,.0f} k instructions/run",
@@ -113,7 +121,7 @@ def run_counts(sizes: tuple[int, int], only: set[str]) -> tuple[Rows, list[dict[
         extra = per["sdk"] / per["off"] - 1
         records.append(
             _ratios.emit(
-                "CPU per run, OTel API without SDK vs telemetry=False, instructions",
+                f"{_ratios.OTEL}, instructions",
                 extra,
                 "<= +3%",
                 f"{per['sdk'] / 1e3:,.1f} k vs {per['off'] / 1e3:,.1f} k instructions/run",
@@ -150,9 +158,10 @@ def main() -> None:
         more_rows, more = run_counts((small, large), only)
         rows, records = rows + more_rows, records + more
     print(
-        f"Fresh process each, PYTHONHASHSEED=0, .pyc files written first (PYTHONDONTWRITEBYTECODE "
-        f"unset in the children); per run = (I({large:,} runs) - I({small:,} runs)) / "
-        f"{large - small:,}, concurrency {CONCURRENCY}, against the cheap server.\n"
+        f"A fresh process each ({os.cpu_count()} at once), PYTHONHASHSEED=0, .pyc files written "
+        "first (PYTHONDONTWRITEBYTECODE unset in the children); per run = "
+        f"(I({large:,} runs) - I({small:,} runs)) / {large - small:,}, concurrency "
+        f"{CONCURRENCY}, against the cheap server.\n"
     )
     print("| what | instructions | per |\n|---|---|---|")
     print("\n".join(f"| {what} | {count} | {per} |" for what, count, per in rows))

@@ -145,7 +145,7 @@ def table(results: dict[Client, list[dict[str, float]]], size: int, shape: str) 
     for client in results:
         one = ONE_SUM if client.checksum else ONE_FAST
         if client.parts and client.kind == "sdk" and one in results:
-            lines.append(judged(client, one, speed, cpu, f"{size // MIB} MiB, {shape}"))
+            lines.append(judged(client, one, speed, cpu, (f"{size // MIB} MiB", shape)))
     rss = max(r["rss"] for client, rows in results.items() if client.parts for r in rows)
     lines.append(
         f"- multipart peak RSS growth: **{'met' if rss < 64 else 'missed'}** "
@@ -159,21 +159,23 @@ def judged(
     one: Client,
     speed: dict[Client, list[float]],
     cpu: dict[Client, float],
-    where: str,
+    where: tuple[str, str],
 ) -> str:
     """Multipart over one PUT (ratio of medians): judged on unshaped loopback (>= 1.0) and,
     shaped, at 4 parts at once (>= 3); the other points of a sweep are only printed."""
     ratio = median(speed[client]) / median(speed[one])
-    shaped = not where.endswith(UNSHAPED_LABEL)
+    size, shape = where
+    shaped = shape != UNSHAPED_LABEL
     target = 3.0 if shaped and client.parts == 4 else None if shaped else 1.0
     if target is None:
         return f"- {client.name} / {one.name}: {ratio:.2f}"
     record = _ratios.emit(
-        f"multipart ({client.parts} at once) / one PUT, {where}, checksum={client.checksum}",
+        f"{_ratios.SHAPED if shaped else _ratios.MULTIPART}, {client.parts} parts at once, "
+        f"{size}, checksum={client.checksum}",
         ratio,
         f">= {target:g}",
         f"{median(speed[client]):,.0f} vs {median(speed[one]):,.0f} MB/s; client CPU "
-        f"{cpu[client]:.2f} vs {cpu[one]:.2f} s/GiB",
+        f"{cpu[client]:.2f} vs {cpu[one]:.2f} s/GiB" + (f"; {shape}" if shaped else ""),
     )
     return _ratios.line(record)
 

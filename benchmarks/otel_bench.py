@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks import _ratios
 from benchmarks._server import cheap_server
-from benchmarks._stats import Sample, measure_forked, med_range, median
+from benchmarks._stats import Sample, measure_forked, med_range, median, paired_cpu
 
 KEY = "bench-key"
 
@@ -130,16 +130,9 @@ def table(samples: dict[str, list[Sample]]) -> str:
 
 def target(samples: dict[str, list[Sample]]) -> str:
     """The judged figure: API without SDK over telemetry=False, the median of paired rounds."""
-    off, api = samples[OFF], samples[API]
-    extra = median([a.cpu / o.cpu - 1 for a, o in zip(api, off, strict=True)])
-    api_us, off_us = (median([r.cpu_us_per_op for r in rows]) for rows in (api, off))
-    record = _ratios.emit(
-        "CPU per run, OTel API without SDK vs telemetry=False, CPU time",
-        extra,
-        "<= +3%",
-        f"{api_us:.0f} vs {off_us:.0f} µs CPU/run (paired median of {len(api)} rounds)",
-        measured=f"{extra:+.1%}",
-    )
+    ratio, detail = paired_cpu(samples[API], samples[OFF])
+    metric = f"{_ratios.OTEL}, CPU time"
+    record = _ratios.emit(metric, ratio - 1, "<= +3%", detail, measured=f"{ratio - 1:+.1%}")
     return _ratios.line(record)
 
 

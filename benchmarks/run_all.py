@@ -150,6 +150,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     chosen = [s for s in SCENARIOS if not args.only or s.module in args.only.split(",")]
+    header = f"{HEADER}\n{machine()}"  # the load average before the scenarios load it
     with tempfile.TemporaryDirectory(prefix="bench-ratios-") as tmp:
         ratios = os.path.join(tmp, "ratios.jsonl")
         os.environ[_ratios.ENV] = ratios  # run()'s failed rows go there too
@@ -157,7 +158,7 @@ def main() -> None:
         records = _ratios.read(ratios)
     analysis = (HERE / "ANALYSIS.md").read_text()
     targets = f"## Targets{' (--quick)' if args.quick else ''}\n\n{_ratios.table(records)}"
-    text = f"{HEADER}\n{machine()}\n{targets}\n\n" + "\n\n".join(sections) + f"\n\n{analysis}"
+    text = f"{header}\n{targets}\n\n" + "\n\n".join(sections) + f"\n\n{analysis}"
     written = args.only or args.quick
     output = args.output or (None if written else str(HERE / "RESULTS.md"))
     if output:

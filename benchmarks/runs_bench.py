@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks import _ratios
 from benchmarks._server import cheap_server
-from benchmarks._stats import Sample, measure_forked, med_range, median
+from benchmarks._stats import Sample, measure_forked, med_range, median, paired_cpu
 
 KEY = "bench-key"
 BODY: dict[str, Any] = {"model": "demo-echo", "mode": "execute", "input": {"i": 1}}
@@ -139,15 +139,9 @@ def table(samples: dict[str, list[Sample]]) -> str:
 
 def target(samples: dict[str, list[Sample]]) -> str:
     """The judged ratio: SDK CPU / raw aiohttp CPU per run, the median of paired rounds."""
-    sdk, raw = samples["gateway_async"], samples["raw aiohttp"]
-    ratio = median([s.cpu / r.cpu for s, r in zip(sdk, raw, strict=True)])
-    sdk_us, raw_us = (median([r.cpu_us_per_op for r in rows]) for rows in (sdk, raw))
-    record = _ratios.emit(
-        "client CPU per runs.create / raw aiohttp, CPU time",
-        ratio,
-        "<= 1.05",
-        f"{sdk_us:.0f} vs {raw_us:.0f} µs CPU/run (paired median of {len(sdk)} rounds)",
-    )
+    ratio, detail = paired_cpu(samples["gateway_async"], samples["raw aiohttp"])
+    metric = f"{_ratios.RUNS}, CPU time"
+    record = _ratios.emit(metric, ratio, "<= 1.05", detail)
     return _ratios.line(record)
 
 

@@ -132,28 +132,31 @@ def in_flight_point(name: str, n: int) -> dict[str, float]:
     return result
 
 
+def in_flight_row(n: int) -> str:
+    """One N: KiB per task of each client (RSS with all N waiting for their replies, over
+    RSS before them, / N), their ratio, and how long the N took to reach the server."""
+    try:
+        points = [in_flight_point(name, n) for name in IN_FLIGHT]
+    except RuntimeError as error:  # the other sizes still run
+        return f"| {n:,} | failed: {str(error).splitlines()[-1][:150]} | | | |"
+    sdk, raw = ((p["held"] - p["idle"]) * 1024 / n for p in points)
+    walls = ", ".join(f"{p['wall']:.1f}" for p in points)
+    return f"| {n:,} | {sdk:.1f} | {raw:.1f} | {sdk / raw:.2f} | {walls} |"
+
+
 def in_flight_section(wanted: list[int]) -> list[str]:
     limit, why = largest_n()
-    sizes = sorted({min(n, limit) for n in wanted})
+    names = " | ".join(f"{name} KiB/task" for name in IN_FLIGHT)
     lines = [
         "### Memory per call in flight (all N at the server at once)",
         "",
-        "| N in flight | "
-        + " | ".join(f"{name} KiB/task" for name in IN_FLIGHT)
-        + " | ratio | seconds to all in flight (SDK, bare) |",
+        f"| N in flight | {names} | ratio | seconds until all N arrived (SDK, bare) |",
         "|---|---|---|---|---|",
+        *(in_flight_row(n) for n in sorted({min(n, limit) for n in wanted})),
+        "",
+        "KiB per task: the client's RSS with all N calls waiting for their replies, over its "
+        f"RSS before them (after a warm-up call), / N. Most sockets here: {why}.",
     ]
-    for n in sizes:
-        points = [in_flight_point(name, n) for name in IN_FLIGHT]
-        kib = [(p["held"] - p["idle"]) * 1024 / n for p in points]
-        lines.append(
-            f"| {n:,} | {kib[0]:.1f} | {kib[1]:.1f} | {kib[0] / kib[1]:.2f} "
-            f"| {points[0]['wall']:.1f}, {points[1]['wall']:.1f} |"
-        )
-    lines.append(
-        f"\nKiB per task: RSS with all N calls waiting for their replies, over RSS before "
-        f"them, / N. Most sockets here: {why}."
-    )
     if max(wanted) > limit:
         lines.append(f"N = {max(wanted):,} does not fit on this machine; run at {limit:,}.")
     return lines

@@ -58,7 +58,7 @@ def import_cpu(pairs: int) -> list[str]:
     ratio = median([a / b for a, b in zip(*cpu.values(), strict=True)])
     sdk, raw = (median(values) * 1000 for values in cpu.values())
     record = _ratios.emit(
-        "import gateway_async / import aiohttp, process CPU",
+        f"{_ratios.IMPORT}, process CPU",
         ratio,
         "<= 1.10",
         f"{sdk:.0f} vs {raw:.0f} ms CPU (medians of {pairs} paired processes)",

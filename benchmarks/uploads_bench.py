@@ -231,7 +231,7 @@ def big_targets(results: dict[str, list[Round]]) -> str:
         f"{speed[SDK_SUMMED]:,.0f} MB/s vs curl {speed[CURL]:,.0f}, sha256 {speed[SHA]:,.0f}; "
         f"/ (curl and sha256 at once, {speed[BOTH]:,.0f}) = {speed[SDK_SUMMED] / speed[BOTH]:.2f}"
     )
-    metric = "one PUT with sha256 / min(curl -T, sha256 alone)"
+    metric = _ratios.PUT_SHA256
     records = [
         _ratios.emit(f"{metric}, median of rounds", median(per_round), ">= 0.95", detail),
         _ratios.emit(
