@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Final, TypeVar, get_args, get_origin
 
+import attrs
+
 from ._errors import APIResponseValidationError
-from .models import MediaRef
+from .models import MediaRef, Run, RunUsage
 
 if TYPE_CHECKING:
     import cattrs
@@ -122,6 +124,12 @@ def make_converter() -> cattrs.Converter:
     conv.register_unstructure_hook(Decimal, str)
     conv.register_unstructure_hook(datetime, _unstructure_datetime)
     conv.register_unstructure_hook(MediaRef, str)
+    # ``Run.replayed`` comes from the Idempotent-Replayed header, never from the body.
+    from cattrs.gen import make_dict_structure_fn, override
+
+    conv.register_structure_hook(
+        Run, make_dict_structure_fn(Run, conv, replayed=override(omit=True))
+    )
     return conv
 
 
@@ -131,8 +139,90 @@ def converter() -> cattrs.Converter:
     return make_converter()
 
 
+def _fast_run(data: dict[str, Any]) -> Run | None:
+    """The usual Run answer built without the converter (~4x cheaper, on every run's path).
+
+    Only an answer whose every field has the usual type and form is built here, exactly as
+    the converter would build it (a property test holds the two together); anything else,
+    a failed run's ``error`` included, returns None and goes to the converter, which builds
+    it or names what is wrong.
+    """
+    usage, created, scope = data.get("usage"), data.get("created_at"), data.get("scope")
+    if type(usage) is not dict or type(created) is not str or "output" not in data:
+        return None
+    credits, duration = usage.get("credits"), usage.get("duration_ms")
+    if type(duration) is not int or type(credits) is not str:
+        return None
+    id_, model, mode, status = (
+        data.get("id"),
+        data.get("model"),
+        data.get("mode"),
+        data.get("status"),
+    )
+    if not (type(id_) is str and type(model) is str and type(mode) is str and type(status) is str):
+        return None
+    if data.get("error") is not None or not (scope is None or type(scope) is str):
+        return None
+    if _PLAIN_MONEY.fullmatch(credits) is None:
+        return None
+    try:
+        created_at = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    if created_at.tzinfo is None:
+        return None
+    usage_ = _new(RunUsage)
+    _USAGE_CREDITS(usage_, Decimal(credits))
+    _USAGE_DURATION(usage_, duration)
+    return _new_run(id_, model, mode, status, data["output"], usage_, created_at, scope)
+
+
+# Run and RunUsage built by setting their slots directly, as their attrs __init__ would
+# (they have no validators or converters): half its cost with ten keyword arguments. The
+# property test compares every field with the converter's Run, and a field added to Run
+# without a line here fails the unpacking below on the first run.
+_new = object.__new__
+_USAGE_CREDITS, _USAGE_DURATION = (
+    getattr(RunUsage, f.name).__set__ for f in attrs.fields(RunUsage)
+)
+_RUN_SLOTS = tuple(getattr(Run, field.name).__set__ for field in attrs.fields(Run))
+
+
+def _new_run(
+    id_: str,
+    model: str,
+    mode: str,
+    status: str,
+    output: Any,
+    usage: RunUsage,
+    created: datetime,
+    scope: str | None,
+) -> Run:
+    set_id, set_model, set_mode, set_status, set_output, set_usage, *rest = _RUN_SLOTS
+    set_created, set_scope, set_error, set_replayed = rest
+    run = _new(Run)
+    set_id(run, id_)
+    set_model(run, model)
+    set_mode(run, mode)
+    set_status(run, status)
+    set_output(run, output)
+    set_usage(run, usage)
+    set_created(run, created)
+    set_scope(run, scope)
+    set_error(run, None)
+    set_replayed(run, False)
+    return run
+
+
+# Types on every call's hot path, built by hand when their answer has the usual form.
+_FAST: Final[dict[type[Any], Any]] = {Run: _fast_run}
+
+
 def structure(data: Any, cls: type[T], *, request_id: str | None = None) -> T:
     """Build ``cls`` from decoded JSON, or raise APIResponseValidationError with field paths."""
+    fast = _FAST.get(cls)
+    if fast is not None and type(data) is dict and (built := fast(data)) is not None:
+        return built  # type: ignore[no-any-return]  # _FAST maps a type to its own builder
     if not isinstance(data, dict):
         raise APIResponseValidationError(
             f"expected a JSON object for {cls.__name__}, got {type(data).__name__}",

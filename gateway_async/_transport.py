@@ -150,7 +150,12 @@ class Transport:
             "Accept-Encoding": ACCEPT_ENCODING,
             **credentials.headers(),
         }
-        self._get_headers = base
+        # What every request sends; an owned session sends it as its default headers (one
+        # C-level copy per request instead of a Python loop over them in aiohttp), and then
+        # each request passes only what varies. Hooks and spans always see all of them.
+        self._headers = base
+        self._in_session: Mapping[str, str] = {}
+        self._get_headers: Mapping[str, str] = base
         self._post_headers = {**base, "Content-Type": "application/json"}
         self._connect_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
         self._watch: DeadlineWatch | None = None
@@ -182,7 +187,10 @@ class Transport:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None),
                 raise_for_status=False,
+                headers=self._headers,  # only ever sent to the Gateway: redirects stay in it
             )
+            self._in_session, self._get_headers = self._headers, {}
+            self._post_headers = {"Content-Type": "application/json"}
         return self._session
 
     def deadlines(self) -> DeadlineWatch:
@@ -400,7 +408,7 @@ class Transport:
             url=url,
             template=url_template(path),
             resend=resend,
-            headers=headers,
+            headers={**self._in_session, **headers},
             overdue=lambda: watch.overdue(task),
         )
 

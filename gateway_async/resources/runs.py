@@ -94,7 +94,8 @@ class Runs(Resource):
                 "RunRequest (RunRequest(model=..., input=...) or RunRequest.from_dict(body))",
                 field="request",
             )
-        await self._check_input(request)
+        if self._marketplace is not None and type(request.input) is not dict:
+            await self._check_input(request)  # not on the usual path: one frame less
         reply = await self._transport.request(
             "POST",
             "/api/runs",
@@ -110,7 +111,8 @@ class Runs(Resource):
         """An input that is not an object is checked against the model's ``input_schema``
         (fetched once per client) before it is sent; objects go as they are, checked by the
         Gateway (a 422 is never charged), so the usual run costs no extra request."""
-        if self._marketplace is not None and not isinstance(request.input, Mapping):
+        if not isinstance(request.input, Mapping):
+            assert self._marketplace is not None
             model = await self._marketplace.cached_model(str(request.model))
             check_input(request.input, model.input_schema, model.slug)
 

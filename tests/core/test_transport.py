@@ -305,6 +305,33 @@ async def test_caller_owned_session_is_not_closed(server: FakeServer) -> None:
         assert not session.closed
 
 
+@pytest.mark.parametrize("borrowed", [False, True])
+async def test_every_request_carries_the_same_headers_whoever_owns_the_session(
+    server: FakeServer, borrowed: bool
+) -> None:
+    """An owned session sends the constant headers as its defaults (cheaper per request), a
+    borrowed one gets them on each request: the Gateway sees the same either way, and a
+    borrowed session is left without the key for the caller's other requests."""
+    server.on("POST", "/api/runs", reply(200, RUN))
+    server.on("GET", "/api/billing/wallet", reply(200, WALLET))
+    async with aiohttp.ClientSession() as session:
+        options: dict[str, Any] = {"session": session} if borrowed else {}
+        async with Gateway(api_key=TEST_KEY, base_url=server.url, **options) as gw:
+            await gw.runs.create(model="demo-echo", input={"i": 1})
+            await gw.billing.wallet()
+        assert "X-API-Key" not in session.headers
+    post, get = server.seen
+    for seen in (post, get):
+        assert seen.headers["X-API-Key"] == TEST_KEY
+        assert seen.headers["User-Agent"].startswith("gateway-async/")
+        assert seen.headers["Accept"] == "application/json"
+        assert seen.headers.getall("X-API-Key") == [TEST_KEY]  # never twice
+    assert post.headers["Content-Type"] == "application/json"
+    assert len(post.headers["Idempotency-Key"]) == 32
+    assert "Content-Type" not in get.headers
+    assert "Idempotency-Key" not in get.headers
+
+
 def test_second_event_loop_is_refused(server_url: str) -> None:
     """Using a client from another loop raises a clear error instead of hanging."""
     from gateway_async import ConfigurationError
