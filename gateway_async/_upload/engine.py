@@ -134,7 +134,7 @@ class _Upload:
         index: int | None,
         timeout: Any,
         idempotency_key: str | None,
-        part_concurrency: int,
+        part_concurrency: int | None,
         journal: ResumeJournal | None,
         job: str | None,
     ) -> None:
@@ -288,7 +288,7 @@ async def upload_source(
     index: int | None = None,
     timeout: Any,
     idempotency_key: str | None = None,
-    part_concurrency: int = 4,
+    part_concurrency: int | None = None,
     journal: ResumeJournal | None = None,
     job: str | None = None,
 ) -> MediaRef:

@@ -105,7 +105,7 @@ class Media(Resource):
         on_progress: ProgressCallback | None = None,
         timeout: CallTimeout | NotGiven = NOT_GIVEN,
         idempotency_key: str | None = None,
-        part_concurrency: int = 4,
+        part_concurrency: int | None = None,
         journal: JournalArg | None = None,
         job: str | None = None,
     ) -> MediaRef:
@@ -120,7 +120,8 @@ class Media(Resource):
         the same bytes (a retried job) returns the same ``media_ref`` instead of uploading
         a second object, as long as the first ``upload_id`` has not expired. When the
         server splits a large file into parts, ``part_concurrency`` of them go at once
-        (within the client's PUT bound); with ``journal`` (an SQLite file's path) a path
+        (within the client's PUT bound; default 8 parts of a file or bytes, each streamed
+        from its offset, and 4 of an async iterable, whose parts are held in memory); with ``journal`` (an SQLite file's path) a path
         source's multipart upload resumes after a crash, sending only the missing parts.
         ``job`` names the upload by its content instead: the source is hashed first, and
         every process that uploads the same bytes in that job sends the same keys; a server
@@ -154,7 +155,7 @@ class Media(Resource):
         concurrency: int = 8,
         checksum: bool = True,
         on_progress: ProgressCallback | None = None,
-        part_concurrency: int = 4,
+        part_concurrency: int | None = None,
         timeout: CallTimeout | NotGiven = NOT_GIVEN,
         job: str | None = None,
     ) -> list[MediaRef | GatewayError]:
@@ -199,7 +200,7 @@ class Media(Resource):
         content_type: str | None = None,
         size: int | None = None,
         idempotency_key: str | None = None,
-        part_concurrency: int = 4,
+        part_concurrency: int | None = None,
         journal: ResumeJournal | None = None,
         job: str | None = None,
     ) -> MediaRef:

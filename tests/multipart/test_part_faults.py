@@ -149,6 +149,44 @@ async def test_parts_in_flight_stay_within_both_bounds(
     assert max(seen) == peak
 
 
+async def _chunks(data: bytes) -> Any:
+    for start in range(0, len(data), PART // 2):
+        yield data[start : start + PART // 2]
+
+
+@pytest.mark.parametrize(("kind", "peak"), [("path", 8), ("bytes", 8), ("async iterable", 4)])
+async def test_by_default_eight_parts_go_at_once_and_four_of_an_async_iterable(
+    emu: Emulator, media: Path, monkeypatch: pytest.MonkeyPatch, kind: str, peak: int
+) -> None:
+    """Every part PUT waits at storage until ``peak`` are in flight: fewer at once would
+    never get there (the timeout fails the test), more would show in the count."""
+    in_flight, seen, full = 0, [], asyncio.Event()
+    real = emulator_multipart.serve_put
+
+    async def barrier(request: Any, resolve: Any) -> Any:
+        nonlocal in_flight
+        in_flight += 1
+        seen.append(in_flight)
+        if in_flight == peak:
+            full.set()
+        try:
+            await full.wait()
+            return await real(request, resolve)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(emulator_multipart, "serve_put", barrier)
+    sources: dict[str, Any] = {"path": media, "bytes": DATA, "async iterable": _chunks(DATA)}
+    size = {"size": len(DATA)} if kind == "async iterable" else {}
+    try:
+        async with emu.client(retry=quick_retries()) as gw, asyncio.timeout(10):
+            ref = await gw.media.upload(sources[kind], **size)
+    finally:
+        full.set()  # a failed run leaves no handler waiting for the emulator to close
+    await assert_exact(emu, ref)
+    assert max(seen) == peak
+
+
 @pytest.mark.parametrize("value", [0, -1, 1.5, True, "4"])
 async def test_bad_part_concurrency_is_refused_before_any_request(
     emu: Emulator, gw: Gateway, value: Any
