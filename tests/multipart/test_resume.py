@@ -34,7 +34,7 @@ async def _upload_until_killed(emu: Emulator, path: Path, journal: Path, kill_at
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         *("-W", "error", "-m", "tests.multipart._upload_child"),
-        *(emu.base_url, emu.api_key, str(path), str(journal)),
+        *(emu.base_url, emu.api_key, str(path), str(journal), str(kill_at)),
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
