@@ -86,6 +86,34 @@ def test_deferred_names_load_on_first_use() -> None:
     assert "cattrs" not in loaded  # the converter waits for the first answer
 
 
+def test_a_usual_run_needs_no_converter() -> None:
+    """A process whose runs all have the usual answer never imports cattrs (the Run is
+    built by hand); a failed run, which the converter structures, imports it then."""
+    server = (
+        "import asyncio, json, gateway_async\n"
+        "from aiohttp import web\n"
+        "RUN = {'id': 'r', 'model': 'm', 'mode': 'execute', 'status': 'succeeded',\n"
+        "       'output': 1, 'usage': {'credits': '0.0010', 'duration_ms': 1},\n"
+        "       'created_at': '2026-11-24T12:00:00Z'}\n"
+        "async def runs(request):\n"
+        "    body = await request.json()\n"
+        "    failed = {'error': {'code': 'c', 'message': 'm'}} if body['input'] else {}\n"
+        "    return web.json_response({**RUN, **failed})\n"
+        "async def main(failed):\n"
+        "    app = web.Application(); app.router.add_post('/api/runs', runs)\n"
+        "    runner = web.AppRunner(app); await runner.setup()\n"
+        "    site = web.TCPSite(runner, '127.0.0.1', 0); await site.start()\n"
+        "    url = 'http://127.0.0.1:%d' % runner.addresses[0][1]\n"
+        "    async with gateway_async.Gateway(api_key='k', base_url=url) as gw:\n"
+        "        await gw.runs.create(model='m', input={})\n"
+        "        if failed:\n"
+        "            await gw.runs.create(model='m', input={'fail': 1})\n"
+        "    await runner.cleanup()\n"
+    )
+    assert _loaded_after(server + "asyncio.run(main(False))", ("cattrs",)) == []
+    assert "cattrs" in _loaded_after(server + "asyncio.run(main(True))", ("cattrs",))
+
+
 def test_version_is_a_string() -> None:
     """__version__ is exposed for bug reports and the User-Agent."""
     assert isinstance(gateway_async.__version__, str)
