@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, get_args, get_origin
 import attrs
 
 from ._errors import APIResponseValidationError
-from .models import MediaRef, Run, RunUsage
+from .models import MediaRef, Run, RunError, RunUsage
 
 if TYPE_CHECKING:
     import cattrs
@@ -140,19 +140,12 @@ def converter() -> cattrs.Converter:
 
 
 def _fast_run(data: dict[str, Any]) -> Run | None:
-    """The usual Run answer built without the converter (~4x cheaper, on every run's path).
+    """The usual Run answer built without the converter (~2x cheaper, on every run's path).
 
     Only an answer whose every field has the usual type and form is built here, exactly as
-    the converter would build it (a property test holds the two together); anything else,
-    a failed run's ``error`` included, returns None and goes to the converter, which builds
-    it or names what is wrong.
+    the converter would build it (a property test holds the two together); anything else
+    returns None and goes to the converter, which builds it or names what is wrong.
     """
-    usage, created, scope = data.get("usage"), data.get("created_at"), data.get("scope")
-    if type(usage) is not dict or type(created) is not str or "output" not in data:
-        return None
-    credits, duration = usage.get("credits"), usage.get("duration_ms")
-    if type(duration) is not int or type(credits) is not str:
-        return None
     id_, model, mode, status = (
         data.get("id"),
         data.get("model"),
@@ -161,9 +154,15 @@ def _fast_run(data: dict[str, Any]) -> Run | None:
     )
     if not (type(id_) is str and type(model) is str and type(mode) is str and type(status) is str):
         return None
-    if data.get("error") is not None or not (scope is None or type(scope) is str):
+    created, scope, error = data.get("created_at"), data.get("scope"), data.get("error")
+    if (
+        type(created) is not str
+        or "output" not in data
+        or not (scope is None or type(scope) is str)
+    ):
         return None
-    if _PLAIN_MONEY.fullmatch(credits) is None:
+    usage = _fast_usage(data.get("usage"))
+    if usage is None or (error is not None and (error := _fast_error(error)) is None):
         return None
     try:
         created_at = datetime.fromisoformat(created)
@@ -171,10 +170,29 @@ def _fast_run(data: dict[str, Any]) -> Run | None:
         return None
     if created_at.tzinfo is None:
         return None
-    usage_ = _new(RunUsage)
-    _USAGE_CREDITS(usage_, Decimal(credits))
-    _USAGE_DURATION(usage_, duration)
-    return _new_run(id_, model, mode, status, data["output"], usage_, created_at, scope)
+    return _new_run(id_, model, mode, status, data["output"], usage, created_at, scope, error)
+
+
+def _fast_usage(usage: object) -> RunUsage | None:
+    """``usage`` with plain money and an int duration, or None."""
+    if type(usage) is not dict:
+        return None
+    credits, duration = usage.get("credits"), usage.get("duration_ms")
+    if type(duration) is not int or type(credits) is not str or not _PLAIN_MONEY.fullmatch(credits):
+        return None
+    built = _new(RunUsage)
+    _USAGE_CREDITS(built, Decimal(credits))
+    _USAGE_DURATION(built, duration)
+    return built
+
+
+def _fast_error(error: object) -> RunError | None:
+    """A failed run's ``error`` of two strings, or None."""
+    if type(error) is dict:
+        code, message = error.get("code"), error.get("message")
+        if type(code) is str and type(message) is str:
+            return RunError(code=code, message=message)
+    return None
 
 
 # Run and RunUsage built by setting their slots directly, as their attrs __init__ would
@@ -197,6 +215,7 @@ def _new_run(
     usage: RunUsage,
     created: datetime,
     scope: str | None,
+    error: RunError | None,
 ) -> Run:
     set_id, set_model, set_mode, set_status, set_output, set_usage, *rest = _RUN_SLOTS
     set_created, set_scope, set_error, set_replayed = rest
@@ -209,7 +228,7 @@ def _new_run(
     set_usage(run, usage)
     set_created(run, created)
     set_scope(run, scope)
-    set_error(run, None)
+    set_error(run, error)
     set_replayed(run, False)
     return run
 

@@ -107,6 +107,8 @@ def test_every_usual_answer_takes_the_fast_path(
 ) -> None:
     """The fast path is not a dead branch: any usual answer is built by it."""
     data = {**USUAL, "id": id_, "status": status, "scope": scope}
+    if status == "failed":
+        data["error"] = {"code": "model_error", "message": id_}
     data["usage"] = {"credits": "0.0010", "duration_ms": duration}
     fast = _convert._fast_run(data)
     assert fast is not None
@@ -128,7 +130,7 @@ def test_the_body_cannot_say_a_run_was_replayed(path: str) -> None:
     """Only the Idempotent-Replayed header marks a replay; a body field is ignored."""
     data: dict[str, Any] = {**USUAL, "replayed": True}
     if path == "converter":
-        data["error"] = {"code": "c", "message": "m"}  # a failed run: not the fast path
+        data["usage"] = {"credits": 1, "duration_ms": 3}  # an int credit: not the fast path
         assert _convert._fast_run(data) is None
     assert structure(data, Run).replayed is False
 

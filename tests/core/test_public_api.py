@@ -87,8 +87,9 @@ def test_deferred_names_load_on_first_use() -> None:
 
 
 def test_a_usual_run_needs_no_converter() -> None:
-    """A process whose runs all have the usual answer never imports cattrs (the Run is
-    built by hand); a failed run, which the converter structures, imports it then."""
+    """A process whose runs all have the usual answer, failed or not, never imports cattrs
+    (the Run is built by hand); an unusual one (credits as a JSON integer, which the
+    converter takes) imports it then."""
     server = (
         "import asyncio, json, gateway_async\n"
         "from aiohttp import web\n"
@@ -97,17 +98,17 @@ def test_a_usual_run_needs_no_converter() -> None:
         "       'created_at': '2026-11-24T12:00:00Z'}\n"
         "async def runs(request):\n"
         "    body = await request.json()\n"
-        "    failed = {'error': {'code': 'c', 'message': 'm'}} if body['input'] else {}\n"
-        "    return web.json_response({**RUN, **failed})\n"
-        "async def main(failed):\n"
+        "    odd = {'usage': {'credits': 1, 'duration_ms': 1}} if body['input'] else {}\n"
+        "    return web.json_response({**RUN, **odd})\n"
+        "async def main(odd):\n"
         "    app = web.Application(); app.router.add_post('/api/runs', runs)\n"
         "    runner = web.AppRunner(app); await runner.setup()\n"
         "    site = web.TCPSite(runner, '127.0.0.1', 0); await site.start()\n"
         "    url = 'http://127.0.0.1:%d' % runner.addresses[0][1]\n"
         "    async with gateway_async.Gateway(api_key='k', base_url=url) as gw:\n"
         "        await gw.runs.create(model='m', input={})\n"
-        "        if failed:\n"
-        "            await gw.runs.create(model='m', input={'fail': 1})\n"
+        "        if odd:\n"
+        "            await gw.runs.create(model='m', input={'odd': 1})\n"
         "    await runner.cleanup()\n"
     )
     assert _loaded_after(server + "asyncio.run(main(False))", ("cattrs",)) == []
