@@ -305,9 +305,10 @@ async def test_caller_owned_session_is_not_closed(server: FakeServer) -> None:
         assert not session.closed
 
 
+@pytest.mark.parametrize("hooked", [False, True])
 @pytest.mark.parametrize("borrowed", [False, True])
 async def test_every_request_carries_the_same_headers_whoever_owns_the_session(
-    server: FakeServer, borrowed: bool
+    server: FakeServer, borrowed: bool, hooked: bool
 ) -> None:
     """An owned session sends the constant headers as its defaults (cheaper per request), a
     borrowed one gets them on each request: the Gateway sees the same either way, and a
@@ -316,6 +317,9 @@ async def test_every_request_carries_the_same_headers_whoever_owns_the_session(
     server.on("GET", "/api/billing/wallet", reply(200, WALLET))
     async with aiohttp.ClientSession() as session:
         options: dict[str, Any] = {"session": session} if borrowed else {}
+        seen_by_hook: list[Any] = []
+        if hooked:  # the observed path: hooks see every header, the wire gets each once
+            options["event_hooks"] = {"request": [seen_by_hook.append]}
         async with Gateway(api_key=TEST_KEY, base_url=server.url, **options) as gw:
             await gw.runs.create(model="demo-echo", input={"i": 1})
             await gw.billing.wallet()
@@ -330,6 +334,10 @@ async def test_every_request_carries_the_same_headers_whoever_owns_the_session(
     assert len(post.headers["Idempotency-Key"]) == 32
     assert "Content-Type" not in get.headers
     assert "Idempotency-Key" not in get.headers
+    for info in seen_by_hook:
+        assert info.headers["X-API-Key"] == "[redacted]"
+        assert info.headers["User-Agent"].startswith("gateway-async/")
+    assert len(seen_by_hook) == (2 if hooked else 0)
 
 
 def test_second_event_loop_is_refused(server_url: str) -> None:
