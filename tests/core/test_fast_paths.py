@@ -17,18 +17,9 @@ from hypothesis import strategies as st
 
 from gateway_async import InvalidRequestError, Run, _convert, _validate
 from gateway_async._convert import converter, structure
+from tests.core.test_transport import RUN
 
-USUAL: dict[str, Any] = {
-    "id": "run_1",
-    "model": "demo-echo",
-    "mode": "execute",
-    "scope": None,
-    "status": "succeeded",
-    "output": {"echo": {"i": 1}},
-    "error": None,
-    "usage": {"credits": "0.0010", "duration_ms": 3},
-    "created_at": "2026-11-24T12:00:00+00:00",
-}
+USUAL: dict[str, Any] = {**RUN, "created_at": "2026-11-24T12:00:00+00:00"}
 
 # Values of every JSON type and of the usual ones, in forms both valid and not.
 _ANY_JSON = st.recursive(
