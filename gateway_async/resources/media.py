@@ -121,8 +121,9 @@ class Media(Resource):
         a second object, as long as the first ``upload_id`` has not expired. When the
         server splits a large file into parts, ``part_concurrency`` of them go at once
         (within the client's PUT bound; default 8 parts of a file or bytes, each streamed
-        from its offset, and 4 of an async iterable, whose parts are held in memory); with ``journal`` (an SQLite file's path) a path
-        source's multipart upload resumes after a crash, sending only the missing parts.
+        from its offset, and 4 of an async iterable, whose parts are held in memory); with
+        ``journal`` (an SQLite file's path) a path source's multipart upload resumes after
+        a crash, sending only the missing parts.
         ``job`` names the upload by its content instead: the source is hashed first, and
         every process that uploads the same bytes in that job sends the same keys; a server
         that already holds the content (contract version 3) answers without any byte sent.
