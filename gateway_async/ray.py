@@ -28,9 +28,12 @@ Ray. The rules it keeps:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
+import sys
 import uuid
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar, Final, Literal, TypeAlias, TypedDict, TypeVar, Unpack
@@ -231,6 +234,9 @@ class _GatewayActor:
                 base_url=self._base_url,
                 **{**self._gateway_kwargs, "retry": _without_429(retry)},
             )
+            # A worker process may exit with the UDF still alive (Ray's teardown): its atexit
+            # hooks run while the loop's thread still runs, unlike a __del__ at finalization.
+            atexit.register(_close_at_exit, weakref.ref(self))
             self._slots = asyncio.Semaphore(self._in_flight)
             self._permits = _permits_of(self._control, self._in_flight)
         return self._gateway, self._slots, self._permits
@@ -350,10 +356,15 @@ class _GatewayActor:
     def __del__(self) -> None:
         """Close the Gateway on its own loop when Ray drops the actor's UDF (a graceful
         actor exit deletes it), so no "Unclosed client session" is left behind."""
+        self._close_now()
+
+    def _close_now(self) -> None:
         gateway, loop = getattr(self, "_gateway", None), getattr(self, "_loop", None)
         self._gateway = None  # (the getattr: an __init__ that refused its arguments set none)
         if gateway is None or loop is None or loop.is_closed():
             return
+        if loop.is_running() and sys.is_finalizing():
+            return  # the loop's thread can never run again: nothing can close it on its loop
         if not loop.is_running():
             loop.run_until_complete(gateway.aclose())
         elif _loop_thread_is_current(loop):
@@ -365,6 +376,12 @@ class _GatewayActor:
 
 
 _closing: set[asyncio.Task[None]] = set()
+
+
+def _close_at_exit(actor: weakref.ref[_GatewayActor]) -> None:
+    alive = actor()
+    if alive is not None:
+        alive._close_now()
 
 
 def _loop_thread_is_current(loop: asyncio.AbstractEventLoop) -> bool:

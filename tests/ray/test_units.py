@@ -5,6 +5,7 @@ called on an event loop running in another)."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 import subprocess
 import sys
@@ -135,6 +136,39 @@ def test_actor_client_lives_in_its_loop_and_closes_with_the_actor(
     assert gateway is not None
     del runner
     gc.collect()
+    closed = asyncio.run_coroutine_threadsafe(
+        gateway.runs.create(model="demo-echo", input={}), actor_loop
+    )
+    with pytest.raises(ConfigurationError, match="closed"):
+        closed.result(60)
+
+
+def test_a_process_exiting_with_the_udf_alive_closes_its_gateway_at_exit(
+    emulator: EmulatorProcess,
+    actor_loop: asyncio.AbstractEventLoop,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ray may tear a worker down with the UDF still referenced: the atexit hook the first
+    call registered closes the Gateway on its loop while that loop's thread still runs. At
+    interpreter finalization that thread can no longer run, and ``__del__`` returns at once
+    rather than waiting for it."""
+    hooks: list[tuple[Any, tuple[Any, ...]]] = []
+    monkeypatch.setattr(atexit, "register", lambda hook, *args: hooks.append((hook, args)))
+    runner = GatewayRunner(
+        job="t-exit", to_request=echo, api_key=emulator.api_key, base_url=emulator.base_url
+    )
+    batch = pa.table({"id": [1]})
+    asyncio.run_coroutine_threadsafe(runner(batch), actor_loop).result(60)
+    gateway = runner._gateway
+    assert gateway is not None
+    [(hook, args)] = hooks
+    with monkeypatch.context() as finalizing:
+        finalizing.setattr(sys, "is_finalizing", lambda: True)
+        runner._close_now()  # returns at once: the loop's thread is frozen at finalization
+    assert not gateway._transport._closed  # nothing was sent to the loop to wait for
+    runner._gateway = gateway  # (it gave the Gateway up; the exit hook closes it below)
+    hook(*args)  # what the interpreter runs at exit, before finalization
+    assert runner._gateway is None
     closed = asyncio.run_coroutine_threadsafe(
         gateway.runs.create(model="demo-echo", input={}), actor_loop
     )
