@@ -2,9 +2,9 @@
 resumed after a crash.
 
 - Parts go at most ``part_concurrency`` at once per upload (default 8, 4 for an async
-  iterable), each PUT also holding one of
-  the client-wide PUT slots; each part is streamed from its offset and hashed while it
-  streams (its own read-ahead thread for files, the executor for bytes).
+  iterable), each PUT also holding one of the client-wide PUT slots; each part is streamed
+  from its offset and hashed while it streams (its own read-ahead thread for files, the
+  executor for bytes).
 - A failed part PUT (reset, stall, 408, 429, 5xx) is sent again, that part only, within
   the client's retry policy. A part URL that storage refuses (403, 410) is re-signed through
   ``POST /api/media/upload/parts`` (twice at most per part). A part answered ``404`` means
