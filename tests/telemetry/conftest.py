@@ -8,6 +8,7 @@ other test of the suite should keep running without an SDK.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,3 +124,13 @@ async def traced_gw(server: FakeServer, otel: Otel) -> AsyncIterator[Gateway]:
     """A client of ``server`` whose spans and metrics go to ``otel``."""
     async with otel.client(server.url) as client:
         yield client
+
+
+def some_files(folder: Path, n: int) -> list[Path]:
+    """``n`` small files of distinct content in ``folder``, for an ingest to upload."""
+    paths = []
+    for i in range(n):
+        path = folder / f"{i}.bin"
+        path.write_bytes(f"file {i}".encode())
+        paths.append(path)
+    return paths

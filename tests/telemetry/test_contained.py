@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from gateway_async import Gateway, RequestInfo, Run
 from gateway_async.emulator import Emulator
 from gateway_async.pipeline import IngestEvent
-from tests.telemetry.conftest import Otel
+from tests.telemetry.conftest import Otel, some_files
 
 MODEL, SCOPE = "demo-image-embed", "test"
 GUARD = 20.0  # seconds: a hang fails the test instead of the suite
@@ -84,15 +84,6 @@ def warned(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 
 
-def files(tmp_path: Path, n: int) -> list[Path]:
-    paths = []
-    for i in range(n):
-        path = tmp_path / f"{i}.bin"
-        path.write_bytes(f"file {i}".encode())
-        paths.append(path)
-    return paths
-
-
 # -- defect 2: a span processor raising in on_start for the gateway.ingest span -----------
 
 
@@ -101,7 +92,7 @@ async def test_an_ingest_whose_span_cannot_start_runs_untraced_to_its_end(
 ) -> None:
     otel.tracer_provider.add_span_processor(RaisingProcessor(start=True, name="gateway.ingest"))
     async with client(otel, gateway_emulator) as gw:
-        ingest = gw.ingest(files(tmp_path, 5), model=MODEL, scope=SCOPE)
+        ingest = gw.ingest(some_files(tmp_path, 5), model=MODEL, scope=SCOPE)
         async with asyncio.timeout(GUARD):
             items = [item async for item in ingest]
         failures = gw.observer_failures
@@ -125,7 +116,7 @@ async def test_an_ingest_whose_item_spans_fail_still_ends_with_every_item(
     broken = RaisingProcessor(start=where == "start", end=where == "end", name=name)
     otel.tracer_provider.add_span_processor(broken)
     async with client(otel, gateway_emulator) as gw:
-        ingest = gw.ingest(files(tmp_path, 4), model=MODEL, scope=SCOPE, trace=trace)
+        ingest = gw.ingest(some_files(tmp_path, 4), model=MODEL, scope=SCOPE, trace=trace)
         async with asyncio.timeout(GUARD):
             items = [item async for item in ingest]
         failures = gw.observer_failures
@@ -229,7 +220,7 @@ async def test_an_on_event_callback_raising_changes_nothing_whatever_the_event(
             raise Broken(kind)
 
     async with gateway_emulator.client() as gw:
-        ingest = gw.ingest(files(tmp_path, 4), model=MODEL, scope=SCOPE, on_event=on_event)
+        ingest = gw.ingest(some_files(tmp_path, 4), model=MODEL, scope=SCOPE, on_event=on_event)
         async with asyncio.timeout(GUARD):
             items = [item async for item in ingest]
         failures = gw.observer_failures
@@ -248,7 +239,7 @@ async def test_an_on_event_callback_raising_cancelled_error_changes_nothing(
         raise asyncio.CancelledError
 
     async with gateway_emulator.client() as gw:
-        ingest = gw.ingest(files(tmp_path, 3), model=MODEL, scope=SCOPE, on_event=on_event)
+        ingest = gw.ingest(some_files(tmp_path, 3), model=MODEL, scope=SCOPE, on_event=on_event)
         async with asyncio.timeout(GUARD):
             items = [item async for item in ingest]
     assert sorted(item.index for item in items) == [0, 1, 2]

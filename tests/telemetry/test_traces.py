@@ -18,7 +18,7 @@ from gateway_async import (
 from gateway_async.emulator import Emulator
 from tests.conftest import FakeServer, never, reply
 from tests.core.test_transport import RUN, WALLET
-from tests.telemetry.conftest import SIGNATURE, Otel, serve_upload
+from tests.telemetry.conftest import SIGNATURE, Otel, serve_upload, some_files
 
 
 def traceparent_span_id(header: str) -> int:
@@ -217,15 +217,6 @@ async def test_marketplace_and_billing_operations(
         span = otel.one(operation)
         assert span.parent is None
         assert [child.name for child in otel.children(span)] == [attempt]
-
-
-def some_files(folder: Path, n: int) -> list[Path]:
-    paths = []
-    for i in range(n):
-        path = folder / f"{i}.bin"
-        path.write_bytes(f"file {i}".encode())
-        paths.append(path)
-    return paths
 
 
 async def test_an_ingest_is_the_root_of_its_items(
