@@ -153,10 +153,10 @@ class Transport:
         # What every request sends; an owned session sends it as its default headers (one
         # C-level copy per request instead of a Python loop over them in aiohttp), and then
         # each request passes only what varies. Hooks and spans always see all of them.
-        self._headers = base
-        self._in_session: Mapping[str, str] = {}
-        self._get_headers: Mapping[str, str] = base
-        self._post_headers = {**base, "Content-Type": "application/json"}
+        owned = session is None
+        self._in_session: Mapping[str, str] = base if owned else {}
+        self._get_headers: Mapping[str, str] = {} if owned else base
+        self._post_headers = {**self._get_headers, "Content-Type": "application/json"}
         self._connect_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
         self._watch: DeadlineWatch | None = None
         self.in_flight = InFlight()
@@ -187,10 +187,8 @@ class Transport:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None),
                 raise_for_status=False,
-                headers=self._headers,  # only ever sent to the Gateway: redirects stay in it
+                headers=self._in_session,  # only ever sent to the Gateway: redirects stay in it
             )
-            self._in_session, self._get_headers = self._headers, {}
-            self._post_headers = {"Content-Type": "application/json"}
         return self._session
 
     def deadlines(self) -> DeadlineWatch:
