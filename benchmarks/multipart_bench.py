@@ -63,6 +63,7 @@ def multipart(parts: int, checksum: bool) -> Client:
 
 def child_round(client: Client, base: str, put: str, path: str) -> None:
     """In a fresh process: one round of one client, printed as JSON."""
+    import gateway_async.resources.media  # noqa: F401  (imports are not part of the measurement)
     from gateway_async import Gateway
 
     file = Path(path)

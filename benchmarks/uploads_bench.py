@@ -163,7 +163,7 @@ def big_child(name: str, base: str, put: str, path: str) -> None:
     """In a fresh process: one round of one big-file client, printed as JSON."""
     import aiohttp  # noqa: F401  (imports are not part of the measurement)
 
-    import gateway_async  # noqa: F401
+    import gateway_async.resources.media  # noqa: F401  (gw.media's, loaded on first use)
 
     file = Path(path)
     children = children_cpu()

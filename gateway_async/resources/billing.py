@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from .._config import NOT_GIVEN, NotGiven
-from .._convert import structure
+from .._convert import rfc3339, structure
 from .._errors import InvalidRequestError
 from .._validate import OUT_OF_UTC, fits_utc
 from ..models import UsageSummary, Wallet
@@ -21,9 +21,7 @@ def _rfc3339(value: datetime, field: str) -> str:
         )
     if not fits_utc(value):
         raise InvalidRequestError(f"{field}: {OUT_OF_UTC}", field=field)
-    from .._convert import converter
-
-    return str(converter().unstructure(value))
+    return rfc3339(value)
 
 
 class Billing(Resource):

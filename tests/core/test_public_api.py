@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import gateway_async
 
@@ -113,6 +114,33 @@ def test_a_usual_run_needs_no_converter() -> None:
     )
     assert _loaded_after(server + "asyncio.run(main(False))", ("cattrs",)) == []
     assert "cattrs" in _loaded_after(server + "asyncio.run(main(True))", ("cattrs",))
+
+
+def test_usual_answers_of_every_kind_need_no_converter(tmp_path: Path) -> None:
+    """Uploads (one PUT and multipart), the wallet, usage, the marketplace and a run,
+    against the emulator in the same process: every answer is usual, none imports cattrs
+    (``_fast`` builds them); the converter is for answers out of the usual form."""
+    calls = (
+        "import asyncio, os, sys\n"
+        "from datetime import UTC, datetime, timedelta\n"
+        "from gateway_async.emulator import Emulator\n"
+        f"small, big = {str(tmp_path / 'a.txt')!r}, {str(tmp_path / 'b.bin')!r}\n"
+        "open(small, 'wb').write(b'hello'); open(big, 'wb').write(os.urandom(11 << 20))\n"
+        "part = 5 << 20\n"
+        "async def main():\n"
+        "    async with Emulator(multipart_threshold=part, multipart_part_size=part) as emu:\n"
+        "        async with emu.client() as gw:\n"
+        "            await gw.media.upload(small)\n"
+        "            assert (await gw.media.upload(big)).size == 11 << 20\n"
+        "            await gw.billing.wallet()\n"
+        "            now = datetime.now(UTC)\n"
+        "            await gw.billing.usage_summary(now - timedelta(days=1), now)\n"
+        "            assert [m async for m in gw.marketplace.list_models()]\n"
+        "            await gw.marketplace.get_model('demo-echo')\n"
+        "            await gw.runs.create(model='demo-echo', input={'text': 'hi'})\n"
+        "asyncio.run(main())"
+    )
+    assert _loaded_after(calls, ("cattrs",)) == []
 
 
 def test_version_is_a_string() -> None:
