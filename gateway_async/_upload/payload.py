@@ -52,6 +52,7 @@ class StreamingBody(payload.Payload):
         self._writer: asyncio.Task[Any] | None = None
         self.writer: AbstractStreamWriter | None = None  # for the stall guard (storage.py)
         self.written = False  # every byte handed to the writer (for the stall guard too)
+        self.on_written: Callable[[], None] | None = None  # the stall guard's, told at once
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         raise TypeError("a streaming upload body cannot be decoded")
@@ -70,6 +71,8 @@ class StreamingBody(payload.Payload):
         try:
             await self._stream(writer)
             self.written = True
+            if self.on_written is not None:
+                self.on_written()
         except BaseException as exc:
             # aiohttp wraps body errors in ClientConnectionError; keep the real cause.
             self.failure = exc

@@ -40,6 +40,9 @@ _REFUSED_STATUSES: Final = frozenset({403, 410})  # signature expired or refused
 _MAX_ERROR_BODY: Final = 4096
 _NO_TYPE: Final = ("Content-Type",)  # when init names no type, send none (it may be signed)
 _SIOCOUTQ: int | None = None  # TIOCOUTQ on Linux; elsewhere the kernel's queue is not counted
+# Once the whole body is written, how often the stall guard looks whether the kernel's
+# queue has drained, so the wait for the answer starts when delivery ends.
+_DRAIN_CHECK: Final = 0.05
 if sys.platform == "linux":
     import fcntl
     import termios
@@ -69,6 +72,7 @@ class _Bytes(payload.BytesPayload):
 
     writer: AbstractStreamWriter | None = None
     written = False  # every byte handed to aiohttp's writer
+    on_written: Callable[[], None] | None = None  # the stall guard's, told at once
 
     async def write_with_length(
         self, writer: AbstractStreamWriter, content_length: int | None
@@ -76,6 +80,8 @@ class _Bytes(payload.BytesPayload):
         self.writer, self.written = writer, False
         await super().write_with_length(writer, content_length)
         self.written = True
+        if self.on_written is not None:
+            self.on_written()
 
 
 def _kernel_queue(transport: asyncio.Transport) -> int:
@@ -119,7 +125,9 @@ class _StallGuard:
     Once the whole body is delivered (written, and out of the kernel's send queue) nothing
     more can move: the last bytes may sit acknowledged in a slow reader's buffer for long,
     so from then on the wait for the answer is bounded by ``answer`` (the attempt timeout),
-    not by the stall timeout.
+    not by the stall timeout. The body tells the guard when its last byte is written, and
+    the guard then looks every _DRAIN_CHECK seconds until the kernel's queue is empty: at a
+    quarter of a 60 s stall timeout, the wait for the answer would start up to 15 s late.
     """
 
     def __init__(
@@ -135,8 +143,16 @@ class _StallGuard:
         self._loop = asyncio.get_running_loop()
         self._seen = -1
         self._handle: asyncio.TimerHandle | None = None
+        self._stopped = False
         self.delivered = False
+        body.on_written = self._written
         self._check()
+
+    def _written(self) -> None:
+        if not self._stopped and not self.delivered:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._check()
 
     def _check(self) -> None:
         if _all_delivered(self._body):
@@ -150,9 +166,11 @@ class _StallGuard:
         if moved != self._seen:
             self._seen = moved
             self._watch.watch(self._task, self._loop.time() + self._timeout)
-        self._handle = self._loop.call_later(self._timeout / 4, self._check)
+        every = min(_DRAIN_CHECK, self._timeout / 4) if self._body.written else self._timeout / 4
+        self._handle = self._loop.call_later(every, self._check)
 
     def stop(self) -> None:
+        self._stopped, self._body.on_written = True, None
         if self._handle is not None:
             self._handle.cancel()
         self._watch.release(self._task)

@@ -37,6 +37,8 @@ class RawServer:
     ``rate``: read the request body at about this many bytes per second (a slow link).
     ``read_body=False``: never read the body at all (storage that stopped reading).
     ``rcvbuf``: the listening socket's receive buffer, so the kernel cannot hide either.
+    ``read_ahead``: how much the server's stream reader takes off the socket before the
+    ``rate`` reads it (asyncio's limit; 64 KiB by default, 8 KiB with ``rcvbuf``).
     ``tls``: serve HTTPS with this server context (see ``tls.py``).
     ``answer_after``: seconds between reading the whole body and answering (a slow server);
     None: never answer, until close().
@@ -51,8 +53,10 @@ class RawServer:
         rcvbuf: int | None = None,
         tls: ssl.SSLContext | None = None,
         answer_after: float | None = 0.0,
+        read_ahead: int | None = None,
     ) -> None:
         self.answer = answer
+        self.read_ahead = read_ahead
         self.answer_after = answer_after
         self.tls = tls
         self.rate = rate
@@ -73,6 +77,7 @@ class RawServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
         sock.bind(("127.0.0.1", 0))
         limit = _PIECE if self.rcvbuf is not None else 2**16  # a small window: small buffers
+        limit = self.read_ahead or limit
         self._server = await asyncio.start_server(
             self._handle, sock=sock, ssl=self.tls, limit=limit
         )
