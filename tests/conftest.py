@@ -88,6 +88,16 @@ def reply(
     return handler
 
 
+async def wait_until(condition: Callable[[], bool], what: str, timeout: float) -> None:
+    """Poll ``condition`` on the event loop (a server on it keeps serving meanwhile),
+    failing after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"timed out after {timeout} s waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
 async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, str]:
     """Serve ``app`` on 127.0.0.1 at a free port; the runner (to clean up) and its URL.
 

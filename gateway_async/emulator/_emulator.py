@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 DEFAULT_API_KEY = "gw_local_dev_key"
 DEFAULT_WORKSPACE = "ws_emulator"
+SHUTDOWN_GRACE = 1.0  # seconds a request in flight may take to finish once close() is called
 
 
 class HasMediaRef(Protocol):
@@ -152,8 +153,16 @@ class Emulator:
 
     async def _serve(self, app: web.Application, port: int, **options: Any) -> str:
         # The keep-alive timeout also bounds how long a request's headers may take.
+        # At close, a request still in a handler (a latency fault of 30 s, a hung upload)
+        # gets SHUTDOWN_GRACE seconds to finish, then is cancelled: aiohttp waits 60.
         idle = self._settings.idle_timeout
-        runner = web.AppRunner(app, access_log=None, keepalive_timeout=idle, **options)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            keepalive_timeout=idle,
+            shutdown_timeout=SHUTDOWN_GRACE,
+            **options,
+        )
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, self.host, port)

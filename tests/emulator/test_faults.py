@@ -3,6 +3,7 @@ PUT), the compact fault syntax, and the per-key rate limit."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -11,6 +12,7 @@ import pytest
 
 from gateway_async.emulator import Emulator, Faults, FaultSpec, RateLimit
 from gateway_async.emulator._faults import FaultInjector
+from tests.conftest import wait_until
 
 from .conftest import Api, FakeClock
 
@@ -52,6 +54,27 @@ async def test_latency(api: Api, emu: Emulator) -> None:
     assert (await api.run(**ECHO)).status == 200
     assert time.perf_counter() - started >= 0.05
     assert emu.stats.faults_injected["latency"] == 1
+
+
+async def test_close_does_not_wait_out_a_request_held_by_latency() -> None:
+    """A request held by a 30 s latency fault is cancelled SHUTDOWN_GRACE after close():
+    close() returns in about a second (aiohttp alone would wait up to 60 s), and the client
+    sees its connection end instead of hanging."""
+    from gateway_async.emulator._emulator import SHUTDOWN_GRACE
+
+    emu = Emulator(faults=Faults(seed=1, routes={"*": FaultSpec(latency=(30, 30))}))
+    await emu.start()
+    async with aiohttp.ClientSession() as session:
+        held = asyncio.ensure_future(
+            session.get(f"{emu.base_url}/api/billing/wallet", headers={"X-API-Key": emu.api_key})
+        )
+        injected = emu.stats.faults_injected
+        await wait_until(lambda: injected["latency"] == 1, "the handler to sleep", 10)
+        started = time.monotonic()
+        await asyncio.wait_for(emu.close(), 10 * SHUTDOWN_GRACE)
+        assert time.monotonic() - started < 10 * SHUTDOWN_GRACE
+        with pytest.raises(aiohttp.ClientError):
+            await asyncio.wait_for(held, 10)
 
 
 async def test_resets_before_and_after_execution_are_seeded(api: Api, emu: Emulator) -> None:

@@ -21,7 +21,7 @@ import signal
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ import pytest
 from gateway_async import testing
 from gateway_async.emulator import Emulator, Faults
 from gateway_async.emulator._faults import Decision
+from tests.conftest import wait_until
 from tests.pipeline.conftest import leftover_tasks, sha256_of
 from tests.uploads.test_faults import open_files
 
@@ -171,15 +172,6 @@ class Resources:
         assert after.tasks <= self.tasks, f"leaked tasks: {after.tasks - self.tasks}"
         assert not leftover_tasks()
         assert not [t for t in threading.enumerate() if t.name.startswith("gateway-journal")]
-
-
-async def wait_until(condition: Callable[[], bool], what: str, timeout: float) -> None:
-    """Poll ``condition`` on the event loop (the emulator keeps serving meanwhile)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, f"timed out after {timeout} s waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 # -- what exactly-once means ----------------------------------------------------------------
