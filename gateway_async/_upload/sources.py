@@ -27,7 +27,7 @@ from .._errors import UploadError
 from .._validate import check_upload_filename
 from .files import CHUNK_SIZE, SMALL_FILE, LocalFiles, hexdigest
 from .files import bad_source as _bad
-from .readahead import ReadAhead
+from .readahead import HashBehind, ReadAhead
 
 __all__ = ["CHUNK_SIZE", "HASH_IN_THREAD", "SMALL_FILE", "Source", "SourceLike", "prepare_source"]
 
@@ -67,19 +67,20 @@ async def open_binary(path: Path) -> BinaryIO:
     return handle
 
 
-def _read_hashed(handle: IO[bytes], hasher: Hasher | None) -> bytes:
-    """The next chunk, already folded into the hash (hashlib releases the GIL, so the
-    reading thread hashes while the loop sends earlier chunks)."""
+def _read_chunk(handle: IO[bytes], hashing: HashBehind | None) -> bytes:
+    """The next chunk, handed to the hashing thread (which hashes it while this one reads
+    the next: hashlib releases the GIL)."""
     data = handle.read(CHUNK_SIZE)
-    if hasher is not None:
-        hasher.update(data)
+    if hashing is not None and data:
+        hashing.feed(data)
     return data
 
 
 async def _read_ahead(
     handle: IO[bytes], hasher: Hasher | None, identity: str
 ) -> AsyncGenerator[bytes, None]:
-    reader = ReadAhead(functools.partial(_read_hashed, handle, hasher), name="gateway-read")
+    hashing = None if hasher is None else HashBehind(hasher, name="gateway-hash")
+    reader = ReadAhead(functools.partial(_read_chunk, handle, hashing), name="gateway-read")
     try:
         while True:
             try:
@@ -90,10 +91,16 @@ async def _read_ahead(
                     "the upload was not completed"
                 ) from exc
             if not data:
+                if hashing is not None:
+                    await hashing.finish()  # the caller reads the digest next
                 return
             yield data
     finally:
+        if hashing is not None:
+            hashing.stop()  # a read blocked feeding it returns
         await reader.aclose()  # before the caller closes the file the thread reads
+        if hashing is not None:
+            await hashing.aclose()
 
 
 async def _hashed(chunks: Chunks, hasher: Hasher | None) -> Chunks:
@@ -172,7 +179,8 @@ class Source:
 
     async def chunks(self, hasher: Hasher | None = None) -> Chunks:
         """The source's bytes in chunks of at most CHUNK_SIZE, from byte 0, each folded
-        into ``hasher`` (when given) before it is yielded."""
+        into ``hasher`` (when given): all of them by the time the iteration ends (a chunk
+        may be yielded while a thread still hashes it)."""
         if self._streamed and not self.rewindable:
             raise UploadError(
                 f"{self.identity}: an async iterable cannot be re-read, so the upload cannot "

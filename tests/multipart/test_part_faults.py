@@ -255,4 +255,5 @@ async def test_cancelling_a_multipart_upload_leaves_nothing_running(
     with pytest.raises(asyncio.CancelledError):
         await upload
     assert threads_left("gateway-read") == []
+    assert threads_left("gateway-hash") == []
     assert emu.stats.requests_by_route["POST /api/media/upload/complete"] == 0

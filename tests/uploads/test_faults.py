@@ -147,6 +147,7 @@ async def test_file_changing_mid_upload_fails_without_complete(
     # Cleaned up when the upload fails, not whenever a generator is garbage-collected.
     assert str(path) not in open_files()
     assert not threads_left("gateway-read")
+    assert not threads_left("gateway-hash")
 
 
 # More than loopback's socket buffers can hold: a storage that reads nothing stops it moving.
@@ -236,6 +237,7 @@ async def test_cancelling_an_upload_leaks_nothing(servers: UploadServers, tmp_pa
             await task
         assert str(path) not in open_files()
         assert not threads_left("gateway-read")
+        assert not threads_left("gateway-hash")
         await asyncio.wait_for(disconnected.wait(), 5)  # the PUT connection closed promptly
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert not [t for t in leftover if "gateway_async" in repr(t.get_coro())]
