@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, TypeVar, get_args, get_origin
 
 from ._errors import APIResponseValidationError
@@ -31,6 +32,7 @@ T = TypeVar("T")
 
 MAX_MONEY: Final = Decimal(10) ** 15  # no wallet holds a quadrillion credits
 MAX_MONEY_PLACES: Final = 18  # PLAIN_MONEY's bounds: such a string needs no checks below
+_DECIMAL: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # any plain spelling, bounds checked after
 
 
 def _strict(kind: type[Any], name: str) -> Any:
@@ -49,17 +51,19 @@ def _structure_float(value: Any, _: Any) -> float:
 
 
 def _structure_decimal(value: Any, _: Any) -> Decimal:
-    """Money arrives as a decimal string ("12.50"); an int is exact too; a float never is."""
+    """Money arrives as a decimal string ("12.50"); an int is exact too; a float never is.
+
+    Only plain ASCII digits with at most one point are a decimal string here: Python's
+    Decimal also reads " 12.5", "1_000", "+5", "1E+3", "-0" and other scripts' digits,
+    none of which a Gateway writes; taking them would hide a broken answer."""
     if type(value) is str and PLAIN_MONEY.fullmatch(value):
         return Decimal(value)
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise TypeError(f"expected a decimal string, got {type(value).__name__} {value!r:.40}")
-    try:
+    if type(value) is int or (type(value) is str and _DECIMAL.fullmatch(value)):
         result = Decimal(value)
-    except InvalidOperation:
-        raise ValueError(f"expected a decimal string, got {value!r:.40}") from None
-    if not result.is_finite():
-        raise ValueError(f"expected a finite decimal, got {value!r:.40}")
+    elif type(value) is str:
+        raise ValueError(f"expected a decimal string such as '12.50', got {value!r:.40}")
+    else:
+        raise TypeError(f"expected a decimal string, got {type(value).__name__} {value!r:.40}")
     # Every Decimal of the API is money or credits: a negative amount, or one so large or
     # so fine that arithmetic on it raises decimal.Overflow, is a broken answer, not money.
     places = -int(result.as_tuple().exponent)  # an int: the value is finite
@@ -81,7 +85,9 @@ def _structure_datetime(value: Any, _: Any) -> datetime:
 
 
 def _strict_sequences(conv: cattrs.Converter) -> None:
-    """Lists and tuples only from JSON arrays: cattrs would split a string into characters."""
+    """Lists and tuples only from JSON arrays: cattrs would split a string into characters.
+    A bad item is named by its index (``modes[1]``)."""
+    from cattrs.errors import IterableValidationError, IterableValidationNote
 
     def is_sequence(kind: Any) -> bool:
         return get_origin(kind) in (list, tuple)
@@ -92,7 +98,17 @@ def _strict_sequences(conv: cattrs.Converter) -> None:
         def hook(value: Any, _: Any) -> Any:
             if not isinstance(value, list):
                 raise TypeError(f"expected a JSON array, got {type(value).__name__}")
-            return origin(conv.structure(element, item) for element in value)
+            built, errors = [], []
+            for index, element in enumerate(value):
+                try:
+                    built.append(conv.structure(element, item))
+                except Exception as exc:  # noted with its index, as cattrs' own lists do
+                    note = IterableValidationNote(f"item {index}", index, item)
+                    exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+                    errors.append(exc)
+            if errors:
+                raise IterableValidationError(f"While structuring {kind!r}", errors, kind)
+            return origin(built)
 
         return hook
 
@@ -136,13 +152,28 @@ def converter() -> cattrs.Converter:
     return make_converter()
 
 
-def structure(data: Any, cls: type[T], *, request_id: str | None = None) -> T:
-    """Build ``cls`` from decoded JSON, or raise APIResponseValidationError with field paths."""
+def _fault(exc: BaseException, kind: type | None) -> str:
+    """What was wrong with one field: our hooks' own words ("expected a decimal string such
+    as '12.50', got '-0'"), else cattrs' ("required field missing")."""
+    import cattrs.v
+
+    said = str(exc)
+    if isinstance(exc, TypeError | ValueError) and said.startswith("expected "):
+        return said
+    return cattrs.v.format_exception(exc, kind)
+
+
+def structure(
+    data: Any, cls: type[T], *, request_id: str | None = None, at: str | None = None
+) -> T:
+    """Build ``cls`` from decoded JSON, or raise APIResponseValidationError with field paths
+    (from ``at``, where the object sits in the answer, e.g. ``data[3]``; else ``cls``)."""
     if type(data) is dict and (built := builder(cls)(data)) is not None:
         return built
+    where = at or cls.__name__
     if not isinstance(data, dict):
         raise APIResponseValidationError(
-            f"expected a JSON object for {cls.__name__}, got {type(data).__name__}",
+            f"expected a JSON object for {cls.__name__} at {where}, got {type(data).__name__}",
             request_id=request_id,
         )
     try:
@@ -151,7 +182,7 @@ def structure(data: Any, cls: type[T], *, request_id: str | None = None) -> T:
     except (ExceptionGroup, TypeError, ValueError) as exc:
         import cattrs
 
-        problems = "; ".join(cattrs.transform_error(exc, path=cls.__name__))
+        problems = "; ".join(cattrs.transform_error(exc, path=where, format_exception=_fault))
         raise APIResponseValidationError(
             f"malformed {cls.__name__} in response: {problems}", request_id=request_id
         ) from exc

@@ -111,16 +111,17 @@ def _open_checked(path: Path) -> tuple[int, os.stat_result]:
 
 
 def _snapshot(path: Path, fd: int, info: os.stat_result, nowait: bool) -> bytes | bytearray:
-    """The whole small file, consistent: its size and mtime after the read are those it had
-    before. ``nowait``: raise _WouldWait rather than wait for the disk."""
+    """The whole small file, consistent: its size, mtime and ctime after the read are those
+    it had before. ``nowait``: raise _WouldWait rather than wait for the disk."""
     try:
         data = _read_nowait(fd, info.st_size) if nowait else _read_all(fd, info.st_size)
         after = os.fstat(fd)
     except OSError as exc:
         raise bad_source(f"{path} cannot be read: {exc.strerror}") from None
-    if (after.st_size, after.st_mtime_ns, len(data)) != (
+    if (after.st_size, after.st_mtime_ns, after.st_ctime_ns, len(data)) != (
         info.st_size,
         info.st_mtime_ns,
+        info.st_ctime_ns,
         info.st_size,
     ):
         raise UploadError(f"{path}: the file changed while it was being read; try again")

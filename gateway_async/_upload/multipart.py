@@ -11,7 +11,7 @@ resumed after a crash.
   the upload is gone: one fresh ``init``, as does ``complete`` answering 410.
 - An async iterable is read in order, one part at a time into memory (it cannot be read at
   an offset), so its parts can be retried too; memory is ``part_concurrency`` parts.
-- The file is checked unchanged (size, mtime) at the end of every part and before
+- The file is checked unchanged (size, mtime, ctime) at the end of every part and before
   ``complete``: a file that changes mid-upload never completes.
 - With a journal, the ``upload_id`` is written before the first part and each part's
   sha256 and ETag once stored; a restarted process lists the stored parts, trusts those

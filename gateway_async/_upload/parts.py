@@ -22,10 +22,10 @@ from typing import IO, Any, Final
 import attrs
 
 from .._convert import structure
-from .._errors import APIResponseValidationError, UploadError
+from .._errors import APIResponseValidationError
 from ..models import UploadTicket
 from .files import CHUNK_SIZE
-from .sources import Source
+from .sources import Source, check_unchanged
 
 __all__ = [
     "MultipartTicket",
@@ -141,20 +141,11 @@ class Reader:
         self.read_at, self.check, self.close = read_at, check, close
 
 
-def _changed(source: Source, info: os.stat_result) -> UploadError:
-    return UploadError(
-        f"{source.identity}: the file changed while it was uploading "
-        f"({source.size} → {info.st_size} bytes); the upload was not completed"
-    )
-
-
 def _path_reader(source: Source) -> Reader:
     fd = os.open(source.path or "", os.O_RDONLY | getattr(os, "O_BINARY", 0))
 
     def check() -> None:
-        info = os.fstat(fd)
-        if (info.st_size, info.st_mtime_ns) != (source.size, source.mtime_ns):
-            raise _changed(source, info)
+        check_unchanged(source, os.fstat(fd))
 
     return Reader(lambda offset, count: os.pread(fd, count, offset), check, lambda: os.close(fd))
 
@@ -196,7 +187,7 @@ def _nothing() -> None:
 class _Window:
     """A read-only file object over one part: what ``Source`` streams for kind "file".
 
-    At its end it checks the whole file is unchanged (size and mtime), in the reading
+    At its end it checks the whole file is unchanged (size, mtime and ctime), in the reading
     thread, before the payload sends the part's last bytes."""
 
     closed = False

@@ -3,9 +3,9 @@
 A source knows its exact size, a file name and content type, whether it can be read again
 from the start (so a failed PUT can be retried), and how to stream its bytes. A small file
 (up to 1 MiB) is read whole (see ``files.py``); a larger one is read in 1 MiB chunks
-(measured: 64 KiB reads cost 3-4x the CPU of 1 MiB ones), read and hashed ahead of the
-socket by a thread of its own (``readahead.py``), and if it changes size or mtime while it
-streams its upload fails instead of sending a torn copy.
+(measured: 64 KiB reads cost 3-4x the CPU of 1 MiB ones), read ahead of the socket by a
+thread of its own and hashed by another (``readahead.py``), and if it changes size, mtime
+or ctime while it streams its upload fails instead of sending a torn copy.
 """
 
 from __future__ import annotations
@@ -126,6 +126,7 @@ class Source:
     value: Any = attrs.field(repr=False)
     path: Path | None = None
     mtime_ns: int | None = None
+    ctime_ns: int | None = None  # no program can set it back, unlike mtime (rsync -t, touch)
     start: int = 0
     _streamed: bool = False
     _sha256: str | asyncio.Future[str] | None = None
@@ -218,12 +219,7 @@ class Source:
 
     async def _check_unchanged(self) -> None:
         assert self.path is not None
-        info = await aiofiles.os.stat(self.path)
-        if info.st_size != self.size or info.st_mtime_ns != self.mtime_ns:
-            raise UploadError(
-                f"{self.path}: the file changed while it was uploading "
-                f"({self.size} → {info.st_size} bytes); the upload was not completed"
-            )
+        check_unchanged(self, await aiofiles.os.stat(self.path))
 
     async def _file_chunks(self, hasher: Hasher | None) -> AsyncGenerator[bytes, None]:
         handle: IO[bytes] = self.value
@@ -242,6 +238,23 @@ class Source:
                 raise _bad(f"the async iterable yielded {type(chunk).__name__}; yield bytes")
             if len(chunk):
                 yield chunk
+
+
+def check_unchanged(source: Source, info: os.stat_result) -> None:
+    """UploadError unless ``info`` shows the file as it was when the upload began: same
+    size, mtime and ctime. The ctime catches a change in place whose mtime was set back
+    (``rsync --inplace -t``), which would otherwise send old and new bytes under one sha256.
+    """
+    if (info.st_size, info.st_mtime_ns, info.st_ctime_ns) != (
+        source.size,
+        source.mtime_ns,
+        source.ctime_ns,
+    ):
+        how = "rewritten in place" if info.st_size == source.size else "now"
+        raise UploadError(
+            f"{source.identity}: the file changed while it was uploading ({source.size} bytes "
+            f"then, {how} {info.st_size}); the upload was not completed: upload it again"
+        )
 
 
 def _content_type(filename: str, given: str | None) -> str:
@@ -284,6 +297,7 @@ async def _from_path(
         value=data,
         path=path,
         mtime_ns=info.st_mtime_ns,
+        ctime_ns=info.st_ctime_ns,
     )
 
 

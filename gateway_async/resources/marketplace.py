@@ -66,8 +66,9 @@ class Marketplace(Resource):
                     "malformed model page: expected {'data': [...], 'next_cursor': str|null}",
                     request_id=reply.request_id,
                 )
-            for item in items:
-                yield structure(item, MarketplaceModel, request_id=reply.request_id)
+            for index, item in enumerate(items):
+                at = f"data[{index}]"
+                yield structure(item, MarketplaceModel, request_id=reply.request_id, at=at)
             if not cursor:
                 return
             if cursor in seen:

@@ -70,6 +70,26 @@ async def test_list_models_refuses_a_malformed_page(server: FakeServer, gw: Gate
         [m async for m in gw.marketplace.list_models()]
 
 
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        (["x"], r"MarketplaceModel at data\[0\], got str"),
+        ([model("a"), {**model("b"), "price_per_run": "1e-3"}], r"data\[1\]\.price_per_run"),
+        ([{**model("a"), "modes": ["execute", 2]}], r"data\[0\]\.modes\[1\]"),
+    ],
+    ids=["not an object", "money in exponent form", "a mode not a string"],
+)
+async def test_a_malformed_model_names_its_place_in_the_page(
+    server: FakeServer, gw: Gateway, data: list[Any], named: str
+) -> None:
+    """The error says which item of the page, and which field of it, is wrong."""
+    from gateway_async import APIResponseValidationError
+
+    server.on("GET", "/api/marketplace/models", reply(200, {"data": data, "next_cursor": None}))
+    with pytest.raises(APIResponseValidationError, match=named):
+        [m async for m in gw.marketplace.list_models()]
+
+
 @pytest.mark.parametrize("size", [0, 101, -1, True, 2.5])
 async def test_page_size_is_checked(gw: Gateway, size: Any) -> None:
     """page_size outside 1..100 is refused before sending."""

@@ -107,13 +107,23 @@ async def test_a_vanished_upload_starts_over_once(emu: Emulator, gw: Gateway, sm
     assert emu.stats.uploads_initiated == 2
 
 
+@pytest.mark.parametrize("how", ["appended", "rewritten in place, mtime set back"])
 async def test_a_file_changed_mid_upload_never_completes(
-    emu: Emulator, gw: Gateway, media: Path
+    emu: Emulator, gw: Gateway, media: Path, how: str
 ) -> None:
+    changed: list[bool] = []
+
     def change(event: UploadProgress) -> None:
-        if event.bytes_sent > 0 and media.stat().st_size == len(DATA):
-            with media.open("ab") as handle:
-                handle.write(b"appended while uploading")
+        if event.bytes_sent > 0 and not changed:
+            changed.append(True)
+            if how == "appended":
+                with media.open("ab") as handle:
+                    handle.write(b"appended while uploading")
+            else:  # rsync --inplace -t: same size, the old mtime put back
+                info = media.stat()
+                with media.open("r+b") as handle:
+                    handle.write(b"\xff" * 4096)
+                os.utime(media, ns=(info.st_atime_ns, info.st_mtime_ns))
 
     with pytest.raises(UploadError, match="changed while it was uploading"):
         await gw.media.upload(media, on_progress=change, part_concurrency=1)

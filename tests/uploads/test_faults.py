@@ -117,10 +117,20 @@ def touch(path: Path) -> None:
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000))
 
 
+def rewrite_keeping_mtime(path: Path) -> None:
+    """What ``rsync --inplace -t`` does: new bytes in place, the old mtime put back."""
+    info = path.stat()
+    with path.open("r+b") as handle:
+        handle.seek(info.st_size - 4096)
+        handle.write(b"\xff" * 4096)
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (info.st_size, info.st_mtime_ns)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
-    [(grow, r"more bytes|changed"), (touch, "changed")],
-    ids=["grows", "same size, new mtime"],
+    [(grow, r"more bytes|changed"), (touch, "changed"), (rewrite_keeping_mtime, "rewritten")],
+    ids=["grows", "same size, new mtime", "rewritten in place, mtime set back"],
 )
 async def test_file_changing_mid_upload_fails_without_complete(
     servers: UploadServers,

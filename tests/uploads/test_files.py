@@ -145,6 +145,7 @@ async def test_without_rwf_nowait_files_are_read_in_the_thread(
         assert local_files(gw)._pool is not None
 
 
+@pytest.mark.parametrize("field", ["st_mtime_ns", "st_ctime_ns"])
 @pytest.mark.parametrize("on_loop", [True, False], ids=["on the loop", "in the thread"])
 async def test_a_small_file_changed_while_read_is_refused_before_any_request(
     servers: UploadServers,
@@ -153,8 +154,10 @@ async def test_a_small_file_changed_while_read_is_refused_before_any_request(
     monkeypatch: pytest.MonkeyPatch,
     on_loop: bool,
     request: pytest.FixtureRequest,
+    field: str,
 ) -> None:
-    """The snapshot is only sent when size and mtime after the read match those before."""
+    """The snapshot is only sent when size, mtime and ctime after the read match those
+    before (a writer that puts the mtime back still moves the ctime)."""
     if on_loop:
         request.getfixturevalue("nowait")
     local_files(gw).on_loop = on_loop
@@ -165,8 +168,10 @@ async def test_a_small_file_changed_while_read_is_refused_before_any_request(
         if fd not in seen:
             seen.add(fd)
             return info
-        # The check after the read sees a newer mtime, as if a writer had been at work.
-        return os.stat_result(tuple(info), {"st_mtime_ns": info.st_mtime_ns + 1})
+        # The check after the read sees one newer time, as if a writer had been at work
+        # (every *_ns given: stat_result would not derive the others exactly).
+        times = {f"st_{t}time_ns": getattr(info, f"st_{t}time_ns") for t in "amc"}
+        return os.stat_result(tuple(info), {**times, field: getattr(info, field) + 1})
 
     monkeypatch.setattr(os, "fstat", fstat)
     with pytest.raises(UploadError, match="changed while it was being read"):
