@@ -170,10 +170,10 @@ def structure(
     (from ``at``, where the object sits in the answer, e.g. ``data[3]``; else ``cls``)."""
     if type(data) is dict and (built := builder(cls)(data)) is not None:
         return built
-    where = at or cls.__name__
     if not isinstance(data, dict):
+        place = f" at {at}" if at else ""
         raise APIResponseValidationError(
-            f"expected a JSON object for {cls.__name__} at {where}, got {type(data).__name__}",
+            f"expected a JSON object for {cls.__name__}{place}, got {type(data).__name__}",
             request_id=request_id,
         )
     try:
@@ -182,6 +182,7 @@ def structure(
     except (ExceptionGroup, TypeError, ValueError) as exc:
         import cattrs
 
+        where = at or cls.__name__
         problems = "; ".join(cattrs.transform_error(exc, path=where, format_exception=_fault))
         raise APIResponseValidationError(
             f"malformed {cls.__name__} in response: {problems}", request_id=request_id

@@ -128,6 +128,7 @@ class HashBehind:
                 self._space.release()
         except BaseException as exc:  # raised by finish(), in the caller's task
             self._failure = exc
+            self.stop()  # the reads go on to the end (no feed waits), where finish() raises
         finally:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 self._loop.call_soon_threadsafe(_finish, self._exited)

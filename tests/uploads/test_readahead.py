@@ -201,7 +201,12 @@ async def test_a_failed_hash_raises_at_finish_never_a_partial_digest() -> None:
             raise MemoryError
 
     hashing = HashBehind(Broken(), name="test-hash")
-    await asyncio.to_thread(hashing.feed, b"x")
+
+    def feed_many() -> None:
+        for _ in range(3 * AHEAD):  # past the failure, no feed may wait for ever
+            hashing.feed(b"x")
+
+    await asyncio.wait_for(asyncio.to_thread(feed_many), 10)
     with pytest.raises(MemoryError):
         await hashing.finish()
     await hashing.aclose()
