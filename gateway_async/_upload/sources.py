@@ -219,7 +219,14 @@ class Source:
 
     async def _check_unchanged(self) -> None:
         assert self.path is not None
-        check_unchanged(self, await aiofiles.os.stat(self.path))
+        try:
+            info = await aiofiles.os.stat(self.path)
+        except OSError as exc:  # renamed or deleted: not storage's fault, as aiohttp would say
+            raise UploadError(
+                f"{self.identity}: the file was moved or removed while it was uploading "
+                f"({exc.strerror}); the upload was not completed"
+            ) from None
+        check_unchanged(self, info)
 
     async def _file_chunks(self, hasher: Hasher | None) -> AsyncGenerator[bytes, None]:
         handle: IO[bytes] = self.value
@@ -244,6 +251,8 @@ def check_unchanged(source: Source, info: os.stat_result) -> None:
     """UploadError unless ``info`` shows the file as it was when the upload began: same
     size, mtime and ctime. The ctime catches a change in place whose mtime was set back
     (``rsync --inplace -t``), which would otherwise send old and new bytes under one sha256.
+    It also moves with metadata alone (chmod, a new hard link, an xattr), which then fails
+    the upload as well: a false alarm costs a rerun, a missed change a torn copy.
     """
     if (info.st_size, info.st_mtime_ns, info.st_ctime_ns) != (
         source.size,

@@ -127,10 +127,19 @@ def rewrite_keeping_mtime(path: Path) -> None:
     assert (path.stat().st_size, path.stat().st_mtime_ns) == (info.st_size, info.st_mtime_ns)
 
 
+def rename(path: Path) -> None:
+    path.rename(path.with_suffix(".moved"))
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
-    [(grow, r"more bytes|changed"), (touch, "changed"), (rewrite_keeping_mtime, "rewritten")],
-    ids=["grows", "same size, new mtime", "rewritten in place, mtime set back"],
+    [
+        (grow, r"more bytes|changed"),
+        (touch, "changed"),
+        (rewrite_keeping_mtime, "rewritten"),
+        (rename, "moved or removed"),
+    ],
+    ids=["grows", "same size, new mtime", "rewritten in place, mtime set back", "renamed"],
 )
 async def test_file_changing_mid_upload_fails_without_complete(
     servers: UploadServers,
