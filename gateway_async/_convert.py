@@ -2,8 +2,9 @@
 
 cattrs coerces primitives by default (``"false"`` would become ``True``, ``1.9`` would become
 ``1``); a Gateway answering with wrong types must instead raise a clear error, so strict
-hooks are registered for every primitive. Money is ``Decimal`` (from strings), times are
-aware ``datetime`` (RFC 3339), and unknown response fields are ignored.
+hooks are registered for every primitive (``_leaves``, the rules ``_fast`` uses too). Money
+is ``Decimal`` (from strings), times are aware ``datetime`` (RFC 3339), and unknown response
+fields are ignored.
 
 Answers in their usual form never reach the converter: ``_fast`` builds them the same way.
 cattrs is imported, and the converter built, for the first answer that is not usual (or
@@ -14,13 +15,13 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin
 
 from ._errors import APIResponseValidationError
-from ._fast import PLAIN_MONEY, builder
+from ._fast import builder
+from ._leaves import LEAF_HOOKS
 from .models import MediaRef, Run
 
 if TYPE_CHECKING:
@@ -29,59 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["converter", "dumps", "make_converter", "rfc3339", "structure"]
 
 T = TypeVar("T")
-
-MAX_MONEY: Final = Decimal(10) ** 15  # no wallet holds a quadrillion credits
-MAX_MONEY_PLACES: Final = 18  # PLAIN_MONEY's bounds: such a string needs no checks below
-_DECIMAL: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # any plain spelling, bounds checked after
-
-
-def _strict(kind: type[Any], name: str) -> Any:
-    def hook(value: Any, _: Any) -> Any:
-        if type(value) is not kind:
-            raise TypeError(f"expected {name}, got {type(value).__name__} {value!r:.40}")
-        return value
-
-    return hook
-
-
-def _structure_float(value: Any, _: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"expected a number, got {type(value).__name__} {value!r:.40}")
-    return float(value)
-
-
-def _structure_decimal(value: Any, _: Any) -> Decimal:
-    """Money arrives as a decimal string ("12.50"); an int is exact too; a float never is.
-
-    Only plain ASCII digits with at most one point are a decimal string here: Python's
-    Decimal also reads " 12.5", "1_000", "+5", "1E+3", "-0" and other scripts' digits,
-    none of which a Gateway writes; taking them would hide a broken answer."""
-    if type(value) is str and PLAIN_MONEY.fullmatch(value):
-        return Decimal(value)
-    if type(value) is int or (type(value) is str and _DECIMAL.fullmatch(value)):
-        result = Decimal(value)
-    elif type(value) is str:
-        raise ValueError(f"expected a decimal string such as '12.50', got {value!r:.40}")
-    else:
-        raise TypeError(f"expected a decimal string, got {type(value).__name__} {value!r:.40}")
-    # Every Decimal of the API is money or credits: a negative amount, or one so large or
-    # so fine that arithmetic on it raises decimal.Overflow, is a broken answer, not money.
-    places = -int(result.as_tuple().exponent)  # an int: the value is finite
-    if result < 0 or result >= MAX_MONEY or places > MAX_MONEY_PLACES:
-        raise ValueError(
-            f"expected an amount of credits from 0 to 1e15 with at most {MAX_MONEY_PLACES} "
-            f"decimal places, got {value!r:.40}"
-        )
-    return result
-
-
-def _structure_datetime(value: Any, _: Any) -> datetime:
-    if not isinstance(value, str):
-        raise TypeError(f"expected an RFC 3339 string, got {type(value).__name__}")
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError(f"expected a time with a UTC offset, got {value!r:.40}")
-    return parsed
 
 
 def _strict_sequences(conv: cattrs.Converter) -> None:
@@ -127,12 +75,8 @@ def make_converter() -> cattrs.Converter:
     import cattrs
 
     conv = cattrs.Converter(forbid_extra_keys=False, detailed_validation=True)
-    conv.register_structure_hook(str, _strict(str, "a string"))
-    conv.register_structure_hook(int, _strict(int, "an integer"))
-    conv.register_structure_hook(bool, _strict(bool, "a boolean"))
-    conv.register_structure_hook(float, _structure_float)
-    conv.register_structure_hook(Decimal, _structure_decimal)
-    conv.register_structure_hook(datetime, _structure_datetime)
+    for kind, hook in LEAF_HOOKS.items():
+        conv.register_structure_hook(kind, hook)
     _strict_sequences(conv)
     conv.register_unstructure_hook(Decimal, str)
     conv.register_unstructure_hook(datetime, rfc3339)

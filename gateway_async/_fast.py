@@ -11,7 +11,6 @@ builder to the converter's result (``tests/core/test_fast_paths.py``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -20,17 +19,14 @@ from typing import Any, Final, TypeVar, Union, get_args, get_origin
 
 import attrs
 
+from ._leaves import LEAF_HOOKS, PLAIN_MONEY
 from .models import Run, RunError, RunUsage
 
-__all__ = ["PLAIN_MONEY", "builder"]
+__all__ = ["builder"]
 
 T = TypeVar("T")
 Builder = Callable[[dict[str, Any]], Any]  # the built object, or None: not the usual form
-Check = Callable[[Any], Any]  # a field's value from its JSON, or raises _Unusual
-
-# What the Gateway sends as money: plain digits below 1e15, at most 18 places. Such a
-# string needs none of the converter's range checks (measured: 2x cheaper per field).
-PLAIN_MONEY: Final = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,18})?")
+Check = Callable[[Any], Any]  # a field's value from its JSON; raises when not usual
 
 
 class _Unusual(Exception):
@@ -135,35 +131,13 @@ def _object(item: Check) -> Check:
     return check
 
 
-def _same(kind: type[Any]) -> Check:
-    def check(value: Any) -> Any:
-        if type(value) is not kind:
-            raise _Unusual
-        return value
-
-    return check
+def _leaf(hook: Callable[[Any, Any], Any], kind: type[Any]) -> Check:
+    return lambda value: hook(value, kind)
 
 
-def _money(value: Any) -> Decimal:
-    if type(value) is str and PLAIN_MONEY.fullmatch(value):
-        return Decimal(value)
-    raise _Unusual
-
-
-def _aware_time(value: Any) -> datetime:
-    if type(value) is str:
-        parsed = datetime.fromisoformat(value)  # a ValueError: not usual
-        if parsed.tzinfo is not None:
-            return parsed
-    raise _Unusual
-
-
+# The converter's own rule for each leaf type (a TypeError or ValueError from one: not usual).
 _LEAVES: Final[dict[Any, Check]] = {
-    str: _same(str),
-    int: _same(int),
-    bool: _same(bool),
-    Decimal: _money,
-    datetime: _aware_time,
+    **{kind: _leaf(hook, kind) for kind, hook in LEAF_HOOKS.items()},
     Any: lambda value: value,
 }
 

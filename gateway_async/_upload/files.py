@@ -26,7 +26,7 @@ from typing import Final
 
 from .._errors import InvalidRequestError, UploadError
 
-__all__ = ["CHUNK_SIZE", "SMALL_FILE", "LocalFiles", "bad_source", "hexdigest"]
+__all__ = ["CHUNK_SIZE", "SMALL_FILE", "LocalFiles", "bad_source", "hexdigest", "version"]
 
 # Larger files stream in reads of this size, read ahead by a thread (readahead.py). With
 # that thread, 2 MiB reads measured the same as 1 MiB on 1 GiB, at twice the memory.
@@ -110,6 +110,12 @@ def _open_checked(path: Path) -> tuple[int, os.stat_result]:
     return fd, info
 
 
+def version(info: os.stat_result) -> tuple[int, int, int]:
+    """What says a file is as it was: size, mtime and ctime. The ctime catches a writer that
+    set the mtime back (``rsync --inplace -t``): no program can set a ctime."""
+    return info.st_size, info.st_mtime_ns, info.st_ctime_ns
+
+
 def _snapshot(path: Path, fd: int, info: os.stat_result, nowait: bool) -> bytes | bytearray:
     """The whole small file, consistent: its size, mtime and ctime after the read are those
     it had before. ``nowait``: raise _WouldWait rather than wait for the disk."""
@@ -118,12 +124,7 @@ def _snapshot(path: Path, fd: int, info: os.stat_result, nowait: bool) -> bytes 
         after = os.fstat(fd)
     except OSError as exc:
         raise bad_source(f"{path} cannot be read: {exc.strerror}") from None
-    if (after.st_size, after.st_mtime_ns, after.st_ctime_ns, len(data)) != (
-        info.st_size,
-        info.st_mtime_ns,
-        info.st_ctime_ns,
-        info.st_size,
-    ):
+    if version(after) != version(info) or len(data) != info.st_size:
         raise UploadError(f"{path}: the file changed while it was being read; try again")
     return data
 

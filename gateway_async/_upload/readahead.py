@@ -83,7 +83,7 @@ class ReadAhead:
 class HashBehind:
     """Folds chunks into ``hasher`` in a thread of its own, in the order they are fed, at
     most AHEAD chunks behind the feeder. ``finish`` (every chunk is in) or ``aclose`` (the
-    rest is dropped) must be awaited; ``stop`` first lets a blocked ``feed`` return."""
+    rest is dropped, and a blocked ``feed`` returns) must be awaited."""
 
     def __init__(self, hasher: Any, *, name: str) -> None:
         self._hasher = hasher

@@ -25,7 +25,7 @@ import attrs
 
 from .._errors import UploadError
 from .._validate import check_upload_filename
-from .files import CHUNK_SIZE, SMALL_FILE, LocalFiles, hexdigest
+from .files import CHUNK_SIZE, SMALL_FILE, LocalFiles, hexdigest, version
 from .files import bad_source as _bad
 from .readahead import HashBehind, ReadAhead
 
@@ -97,10 +97,8 @@ async def _read_ahead(
             yield data
     finally:
         if hashing is not None:
-            hashing.stop()  # a read blocked feeding it returns
+            await hashing.aclose()  # first: a read blocked feeding it returns
         await reader.aclose()  # before the caller closes the file the thread reads
-        if hashing is not None:
-            await hashing.aclose()
 
 
 async def _hashed(chunks: Chunks, hasher: Hasher | None) -> Chunks:
@@ -248,17 +246,12 @@ class Source:
 
 
 def check_unchanged(source: Source, info: os.stat_result) -> None:
-    """UploadError unless ``info`` shows the file as it was when the upload began: same
-    size, mtime and ctime. The ctime catches a change in place whose mtime was set back
-    (``rsync --inplace -t``), which would otherwise send old and new bytes under one sha256.
-    It also moves with metadata alone (chmod, a new hard link, an xattr), which then fails
-    the upload as well: a false alarm costs a rerun, a missed change a torn copy.
+    """UploadError unless ``info`` shows the file as it was when the upload began (its
+    ``version``). The ctime also moves with metadata alone (chmod, a new hard link, an
+    xattr), which then fails the upload as well: a false alarm costs a rerun, a missed
+    change old and new bytes under one sha256.
     """
-    if (info.st_size, info.st_mtime_ns, info.st_ctime_ns) != (
-        source.size,
-        source.mtime_ns,
-        source.ctime_ns,
-    ):
+    if version(info) != (source.size, source.mtime_ns, source.ctime_ns):
         how = "rewritten in place" if info.st_size == source.size else "now"
         raise UploadError(
             f"{source.identity}: the file changed while it was uploading ({source.size} bytes "
